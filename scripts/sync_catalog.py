@@ -1,0 +1,192 @@
+"""Rebuild the catalogs shipped in the package from the team data in ../shared/data.
+
+    python scripts/sync_catalog.py [--shared ../shared/data]
+
+Hardware: hardware.yaml -> src/llm_roofline/catalog/hardware.json, keeping every record's `id`, sources,
+notes and confidence, and adding the short aliases people type (ALIASES below) plus the fixes listed in
+FIXES (each with the reason; see docs/catalog.md).
+Models: models/*.json are copied byte for byte; models/INDEX.md gives the Hugging Face repo id (an alias)
+and the source of each config -> catalog/models_index.json.
+Measurements: measurements/dev.csv is copied as catalog/measurements_dev.csv.
+
+Run it whenever ../shared/data changes; the package never reads ../shared at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOG = ROOT / "src" / "llm_roofline" / "catalog"
+
+# Short names people type. Every alias must be unique across the catalog (checked below).
+ALIASES: dict[str, list[str]] = {
+    "nvidia-v100-sxm2-32gb": ["v100", "v100-32gb", "v100-sxm2"],
+    "nvidia-a100-sxm4-40gb": ["a100-40gb", "a100-sxm4-40gb"],
+    "nvidia-a100-sxm4-80gb": ["a100", "a100-80gb", "a100-sxm", "a100-sxm4"],
+    "nvidia-a100-pcie-80gb": ["a100-pcie", "a100-pcie-80gb"],
+    "nvidia-a10g": ["a10g"],
+    "nvidia-a10": ["a10"],
+    "nvidia-l4": ["l4"],
+    "nvidia-l40s": ["l40s"],
+    "nvidia-h100-sxm5-80gb": ["h100", "h100-sxm", "h100-sxm5", "h100-80gb"],
+    "nvidia-h100-pcie-80gb": ["h100-pcie"],
+    "nvidia-h100-nvl-94gb": ["h100-nvl"],
+    "nvidia-h200-sxm-141gb": ["h200", "h200-sxm"],
+    "nvidia-h200-nvl-141gb": ["h200-nvl"],
+    "nvidia-gh200-96gb": ["gh200", "gh200-96gb"],
+    "nvidia-gh200-144gb": ["gh200-144gb"],
+    "nvidia-b200-hgx": ["b200"],
+    "nvidia-b300-hgx": ["b300"],
+    "nvidia-gb200-gpu": ["gb200"],
+    "nvidia-gb300-gpu": ["gb300"],
+    "nvidia-rtx-3090": ["3090", "rtx-3090", "rtx3090"],
+    "nvidia-rtx-3090-ti": ["3090-ti", "3090ti", "rtx-3090-ti"],
+    "nvidia-rtx-4060-ti-16gb": ["4060-ti", "4060ti", "rtx-4060-ti"],
+    "nvidia-rtx-4070-ti-super": ["4070-ti-super", "rtx-4070-ti-super"],
+    "nvidia-rtx-4080": ["4080", "rtx-4080"],
+    "nvidia-rtx-4090": ["4090", "rtx-4090", "rtx4090"],
+    "nvidia-rtx-5090": ["5090", "rtx-5090", "rtx5090"],
+    "nvidia-rtx-a6000": ["a6000", "rtx-a6000"],
+    "nvidia-rtx-6000-ada": ["rtx-6000-ada", "6000-ada"],
+    "nvidia-rtx-pro-6000-blackwell": ["rtx-pro-6000", "pro-6000"],
+    "nvidia-t4": ["t4"],
+    "nvidia-jetson-agx-orin-64gb": ["orin", "agx-orin", "jetson-orin"],
+    "nvidia-dgx-spark-gb10": ["dgx-spark", "spark", "gb10"],
+    "amd-mi210": ["mi210"],
+    "amd-mi250x": ["mi250x"],
+    "amd-mi300x": ["mi300x"],
+    "amd-mi325x": ["mi325x"],
+    "amd-mi350x": ["mi350x"],
+    "amd-mi355x": ["mi355x"],
+    "amd-rx-7900-xtx": ["7900-xtx", "7900xtx", "rx-7900-xtx"],
+    "amd-ryzen-ai-max-plus-395": ["strix-halo", "ai-max-395", "ryzen-ai-max-395"],
+    "apple-m1": ["m1"],
+    "apple-m1-pro": ["m1-pro"],
+    "apple-m1-max": ["m1-max"],
+    "apple-m1-ultra": ["m1-ultra"],
+    "apple-m2": ["m2"],
+    "apple-m2-pro": ["m2-pro"],
+    "apple-m2-max": ["m2-max"],
+    "apple-m2-ultra": ["m2-ultra"],
+    "apple-m3": ["m3"],
+    "apple-m3-pro": ["m3-pro"],
+    "apple-m3-max-30c": ["m3-max-30c"],
+    "apple-m3-max-40c": ["m3-max", "m3-max-40c"],
+    "apple-m3-ultra": ["m3-ultra"],
+    "apple-m4": ["m4"],
+    "apple-m4-pro": ["m4-pro"],
+    "apple-m4-max-32c": ["m4-max-32c"],
+    "apple-m4-max-40c": ["m4-max", "m4-max-40c"],
+    "apple-m5": ["m5"],
+    "intel-gaudi2": ["gaudi2", "gaudi-2"],
+    "intel-gaudi3": ["gaudi3", "gaudi-3"],
+    "google-tpu-v4": ["tpu-v4"],
+    "google-tpu-v5e": ["tpu-v5e", "v5e"],
+    "google-tpu-v5p": ["tpu-v5p", "v5p"],
+    "google-tpu-v6e": ["tpu-v6e", "v6e", "trillium"],
+    "google-tpu7x-ironwood": ["tpu7x", "ironwood"],
+    "amd-epyc-9654": ["epyc-9654", "genoa"],
+    "intel-xeon-platinum-8480plus": ["xeon-8480", "xeon-8480+", "8480+", "sapphire-rapids"],
+    "amd-ryzen-9-7950x": ["7950x", "ryzen-7950x"],
+    "generic-desktop-ddr4-dual-channel": ["ddr4-desktop", "desktop-ddr4", "desktop-cpu"],
+}
+
+# Corrections applied to the project's copy; each is reported in docs/catalog.md and on the issue.
+FIXES: dict[str, dict] = {}
+
+PEAK_FIELDS = {
+    "fp32": "fp32_tflops",
+    "tf32": "tf32_tflops",
+    "fp16": "fp16_bf16_tflops",
+    "fp8": "fp8_tflops",
+    "int8": "int8_tops",
+    "fp4": "fp4_tflops",
+}
+
+
+def build_hardware(shared: Path) -> list[dict]:
+    records = yaml.safe_load((shared / "hardware.yaml").read_text())
+    seen: dict[str, str] = {}
+    out = []
+    for rec in records:
+        rec = {**rec, **FIXES.get(rec["id"], {})}
+        link = rec.get("interconnect") or {}
+        aliases = ALIASES.get(rec["id"], [])
+        for name in [rec["id"], *aliases]:
+            if name in seen:
+                raise SystemExit(f"alias {name!r} used by {seen[name]} and {rec['id']}")
+            seen[name] = rec["id"]
+        out.append(
+            {
+                "id": rec["id"],
+                "name": rec["name"],
+                "vendor": rec["vendor"],
+                "category": rec["category"],
+                "aliases": aliases,
+                "memory_gb": rec["memory_gb"],
+                "memory_type": rec.get("memory_type"),
+                "bandwidth_gbps": rec["mem_bw_gbps"],
+                "peak_tflops": {k: rec.get(v) for k, v in PEAK_FIELDS.items()},
+                "link_gbps_bidir": link.get("scale_up_gbps_bidir"),
+                "link_name": link.get("scale_up_link"),
+                "pcie_gbps_bidir": link.get("pcie_gbps_bidir"),
+                "tdp_w": rec.get("tdp_w"),
+                "launch_year": rec.get("launch_year"),
+                "sources": rec.get("sources") or [],
+                "notes": rec.get("notes") or "",
+                "confidence": rec.get("confidence"),
+            }
+        )
+    return out
+
+
+def build_models_index(shared: Path) -> dict[str, dict]:
+    index: dict[str, dict] = {}
+    for line in (shared / "models" / "INDEX.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 7 or not (shared / "models" / f"{cells[0]}.json").exists():
+            continue
+        repo = re.match(r"[\w.-]+/[\w.-]+", cells[1])
+        index[cells[0]] = {
+            "hf_repo": repo.group(0) if repo else None,
+            "config_source": cells[2],
+            "fidelity": cells[3],
+            "official_params": cells[4],
+            "doubts": cells[6],
+        }
+    return index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    args = parser.parse_args()
+    shared: Path = args.shared
+
+    hardware = build_hardware(shared)
+    (CATALOG / "hardware.json").write_text(json.dumps(hardware, indent=1) + "\n")
+
+    models_dir = CATALOG / "models"
+    for old in models_dir.glob("*.json"):
+        old.unlink()
+    for src in sorted((shared / "models").glob("*.json")):
+        shutil.copyfile(src, models_dir / src.name)
+    index = build_models_index(shared)
+    missing = sorted(p.stem for p in models_dir.glob("*.json") if p.stem not in index)
+    if missing:
+        raise SystemExit(f"models without an INDEX.md row: {missing}")
+    (CATALOG / "models_index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+    shutil.copyfile(shared / "measurements" / "dev.csv", CATALOG / "measurements_dev.csv")
+    print(f"{len(hardware)} devices, {len(index)} models, measurements copied -> {CATALOG}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,573 @@
+"""A Hugging Face config.json turned into one normalized decoder spec, layer by layer.
+
+Only the config is read (never modeling code: no trust_remote_code). Fields a config omits take the default of
+the transformers configuration class of its model_type (the DEFAULTS table below, read from transformers'
+configuration_*.py). Every count here is in parameters (numbers), not bytes: formats.py turns them into bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import catalog
+from .errors import UserError, closest
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One decoder layer: its attention (kind, heads, window) and its MLP (dense or routed experts)."""
+
+    attention: str  # "gqa" (MHA/GQA/MQA), "mla" (DeepSeek latent attention), "linear" (Gated DeltaNet)
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    window: int | None = None  # sliding-window length; None = attends to the whole context
+    k_eq_v: bool = False  # keys double as values (Gemma 4 full-attention layers): one tensor cached
+    q_gate: bool = False  # attention output gate computed by q_proj (Qwen3.5): q_proj is twice as wide
+    mlp: str = "dense"  # "dense", "moe", or "moe+dense" (Gemma 4: a dense MLP beside the experts)
+    intermediate: int = 0  # dense MLP width
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    n_experts: int
+    top_k: int
+    expert_intermediate: int
+    n_shared: int = 0
+    shared_intermediate: int = 0
+    router_bias: bool = False
+    expert_bias: bool = False
+
+
+@dataclass(frozen=True)
+class MLASpec:
+    q_lora_rank: int  # 0 = queries projected directly from the hidden state
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+
+
+@dataclass(frozen=True)
+class LinearAttentionSpec:
+    """Gated DeltaNet (Qwen3.5 / Qwen3-Next): a fixed-size recurrent state instead of a growing KV cache."""
+
+    n_key_heads: int
+    n_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int
+    state_bytes: int = 4  # the recurrent state is kept in fp32 (mamba_ssm_dtype)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    model_type: str
+    hidden_size: int
+    vocab_size: int
+    layers: tuple[LayerSpec, ...]
+    tie_embeddings: bool
+    max_position: int | None
+    checkpoint_dtype: str  # format id of the published weights: bf16, f16, f32, fp8, mxfp4
+    mlp_gated: bool = True  # SwiGLU/GeGLU: three matrices; plain GELU/ReLU MLP: two
+    norm: str = "rms"  # "rms" (weight only) or "layer" (weight and bias)
+    norms_per_layer: int = 2
+    qk_norm: str | None = None  # "head" (per head_dim) or "full" (over all heads, OLMo 2)
+    attn_bias: bool = False  # biases on q, k, v
+    attn_out_bias: bool = False
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    attention_sinks: bool = False  # one learned logit per head and layer (gpt-oss)
+    learned_positions: int = 0  # rows of a learned position table (GPT-2, OPT)
+    embed_proj_dim: int = 0  # OPT-350m style project_in / project_out
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    linear_attention: LinearAttentionSpec | None = None
+    source: str = ""
+    notes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["n_layers"] = self.n_layers
+        # Runs of identical layers are listed once with a count, to keep the JSON readable.
+        runs: list[dict] = []
+        for layer in out.pop("layers"):
+            if runs and runs[-1]["layer"] == layer:
+                runs[-1]["count"] += 1
+            else:
+                runs.append({"layer": layer, "count": 1})
+        out["layer_runs"] = runs
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading configs
+
+# transformers' configuration defaults for the fields our catalog's configs sometimes omit.
+DEFAULTS: dict[str, dict] = {
+    "llama": {"tie_word_embeddings": False, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6},
+    "mistral": {"tie_word_embeddings": False, "sliding_window": 4096, "max_position_embeddings": 4096 * 32},
+    "mixtral": {"tie_word_embeddings": False, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "qwen2": {"tie_word_embeddings": False, "use_sliding_window": False},
+    "qwen2_moe": {"tie_word_embeddings": False, "use_sliding_window": False},
+    "qwen3": {"tie_word_embeddings": False, "use_sliding_window": False},
+    "qwen3_moe": {"tie_word_embeddings": False, "use_sliding_window": False, "decoder_sparse_step": 1},
+    "gemma": {"tie_word_embeddings": True, "head_dim": 256},
+    "gemma2": {"tie_word_embeddings": True, "head_dim": 256, "sliding_window": 4096},
+    # Gemma3TextConfig: the multimodal wrapper's text_config is sparse and relies on these.
+    "gemma3_text": {
+        "tie_word_embeddings": True, "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216,
+        "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "sliding_window": 4096, "sliding_window_pattern": 6, "max_position_embeddings": 131072,
+    },
+    "gemma4_text": {"tie_word_embeddings": True},
+    "phi3": {"tie_word_embeddings": False},
+    "olmo2": {"tie_word_embeddings": False},
+    "deepseek_v2": {"tie_word_embeddings": False, "first_k_dense_replace": 0, "moe_layer_freq": 1,
+                    "n_shared_experts": None, "q_lora_rank": 1536},
+    "deepseek_v3": {"tie_word_embeddings": False, "first_k_dense_replace": 3, "moe_layer_freq": 1,
+                    "n_shared_experts": 1, "q_lora_rank": 1536},
+    "gpt_oss": {"tie_word_embeddings": False, "head_dim": 64, "sliding_window": 128},
+    "qwen3_5_text": {"tie_word_embeddings": False, "full_attention_interval": 4, "attn_output_gate": True},
+    "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
+    "gptj": {"n_inner": None, "n_positions": 2048, "tie_word_embeddings": False},
+    "opt": {"enable_bias": True, "do_layer_norm_before": True, "tie_word_embeddings": True,
+            "max_position_embeddings": 2048},
+    "falcon": {"tie_word_embeddings": True, "bias": False, "parallel_attn": True, "multi_query": True,
+               "new_decoder_architecture": False, "max_position_embeddings": 2048},
+}
+SUPPORTED = sorted(DEFAULTS)
+DTYPES = {"bfloat16": "bf16", "float16": "f16", "float32": "f32", "half": "f16", "float": "f32"}
+
+
+class _Config:
+    """Dict access that names the missing field in the error the user sees."""
+
+    def __init__(self, data: dict, model_type: str, origin: str):
+        # An explicit null stays null (q_lora_rank: null means no query compression); only absent keys default.
+        self.data = {**DEFAULTS.get(model_type, {}), **data}
+        self.model_type = model_type
+        self.origin = origin
+
+    def get(self, *keys: str, default=None):
+        for key in keys:
+            if self.data.get(key) is not None:
+                return self.data[key]
+        return default
+
+    def int(self, *keys: str, default: int | None = None, minimum: int = 1) -> int:
+        value = self.get(*keys, default=default)
+        if value is None:
+            raise UserError(f"{self.origin}: missing field {' / '.join(repr(k) for k in keys)} "
+                            f"(model_type {self.model_type!r})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+            raise UserError(f"{self.origin}: field {keys[0]!r} must be an integer >= {minimum}, got {value!r}")
+        return int(value)
+
+
+def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
+    quant = raw.get("quantization_config") or {}
+    method = str(quant.get("quant_method", "")).lower()
+    if method in ("fp8", "mxfp4"):
+        return method, [f"published checkpoint is {method} (quantization_config)"]
+    notes = []
+    if method:
+        notes.append(f"quantization_config {method!r} describes one re-published checkpoint; weights default to"
+                     " the config dtype")
+    dtype = raw.get("torch_dtype") or raw.get("dtype") or text.get("torch_dtype") or text.get("dtype")
+    if dtype is None:
+        return "f32", notes + ["config names no dtype; transformers loads such checkpoints in float32"]
+    return DTYPES.get(str(dtype), "bf16"), notes
+
+
+def spec_from_config(raw: dict, model_id: str, origin: str = "config.json") -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise UserError(f"{origin}: expected a JSON object")
+    text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else None
+    model_type = (text or {}).get("model_type") or raw.get("model_type")
+    if text is not None and model_type is None:
+        model_type = f"{raw.get('model_type', '')}_text"
+    if not model_type:
+        raise UserError(f"{origin}: missing field 'model_type'")
+    model_type = {"gemma3": "gemma3_text", "gemma4": "gemma4_text", "qwen3_5": "qwen3_5_text"}.get(model_type,
+                                                                                                   model_type)
+    data = {**raw, **(text or {})} if text else raw
+    if text and "tie_word_embeddings" in raw and "tie_word_embeddings" not in text:
+        data["tie_word_embeddings"] = raw["tie_word_embeddings"]
+    cfg = _Config(data, model_type, origin)
+    dtype, notes = _checkpoint_dtype(raw, text or {})
+    if text:
+        notes.append("multimodal wrapper: the text decoder (text_config) is modelled; vision/audio towers are not")
+    if model_type not in DEFAULTS:
+        notes.append(f"model_type {model_type!r} has no dedicated reader; read as a Llama-style decoder")
+    reader = _READERS.get(model_type, _read_llama_like)
+    return reader(cfg, model_id, dtype, notes)
+
+
+def _common(cfg: _Config, model_id: str, dtype: str, notes: list[str], layers: list[LayerSpec], **kw) -> ModelSpec:
+    return ModelSpec(
+        id=model_id,
+        model_type=cfg.model_type,
+        hidden_size=cfg.int("hidden_size", "n_embd", "d_model"),
+        vocab_size=cfg.int("vocab_size"),
+        layers=tuple(layers),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", default=False)),
+        max_position=cfg.get("max_position_embeddings", "n_positions"),
+        checkpoint_dtype=dtype,
+        source=cfg.origin,
+        notes=tuple(notes),
+        **kw,
+    )
+
+
+def _attention_shape(cfg: _Config) -> tuple[int, int, int]:
+    hidden = cfg.int("hidden_size", "n_embd", "d_model")
+    heads = cfg.int("num_attention_heads", "n_head")
+    kv = cfg.int("num_key_value_heads", "num_kv_heads", default=heads)
+    head_dim = cfg.int("head_dim", default=hidden // heads)
+    if heads % kv:
+        raise UserError(f"{cfg.origin}: num_attention_heads ({heads}) must be a multiple of "
+                        f"num_key_value_heads ({kv})")
+    return heads, kv, head_dim
+
+
+def _windows(cfg: _Config, n_layers: int) -> list[int | None]:
+    """Per-layer sliding windows from layer_types, or from the family's fixed pattern."""
+    window = cfg.get("sliding_window")
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        if len(types) != n_layers:
+            raise UserError(f"{cfg.origin}: layer_types has {len(types)} entries for {n_layers} layers")
+        return [window if t == "sliding_attention" else None for t in types]
+    mt = cfg.model_type
+    if mt == "gemma2":  # even layers slide (Gemma2DecoderLayer: is_sliding = not layer_idx % 2)
+        return [window if i % 2 == 0 else None for i in range(n_layers)]
+    if mt == "gemma3_text":  # every sliding_window_pattern-th layer is global
+        pattern = cfg.int("sliding_window_pattern")
+        return [None if (i + 1) % pattern == 0 else window for i in range(n_layers)]
+    if mt in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not cfg.get("use_sliding_window"):
+        return [None] * n_layers
+    if mt in ("mistral", "mixtral", "phi3", "llama") or mt not in DEFAULTS:
+        return [window] * n_layers if window else [None] * n_layers
+    return [None] * n_layers
+
+
+def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Llama, Mistral, Mixtral, Qwen2/3 (+MoE), Gemma 1-3, Phi-3, OLMo 2, and unknown HF-style decoders."""
+    mt = cfg.model_type
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    windows = _windows(cfg, n_layers)
+    moe = None
+    mlp = ["dense"] * n_layers
+    if mt == "mixtral":
+        moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
+        mlp = ["moe"] * n_layers
+    elif mt in ("qwen3_moe", "qwen2_moe"):
+        moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
+                      n_shared=1 if cfg.get("shared_expert_intermediate_size") else 0,
+                      shared_intermediate=cfg.get("shared_expert_intermediate_size", default=0))
+        step = cfg.int("decoder_sparse_step")
+        dense_only = set(cfg.get("mlp_only_layers", default=[]))
+        mlp = ["moe" if (i + 1) % step == 0 and i not in dense_only else "dense" for i in range(n_layers)]
+    intermediate = cfg.int("intermediate_size")
+    layers = [LayerSpec("gqa", heads, kv, head_dim, w, mlp=m, intermediate=intermediate)
+              for w, m in zip(windows, mlp)]
+    kw: dict = {}
+    if mt in ("gemma2", "gemma3_text"):
+        kw["norms_per_layer"] = 4
+    if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
+        kw["qk_norm"] = "head"
+    if mt == "olmo2":
+        kw["qk_norm"] = "full"
+    if mt in ("qwen2", "qwen2_moe"):
+        kw["attn_bias"] = True
+    elif cfg.get("attention_bias"):
+        kw["attn_bias"] = kw["attn_out_bias"] = True
+    if cfg.get("mlp_bias"):
+        kw["mlp_bias"] = True
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe, **kw)
+
+
+def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    heads = cfg.int("num_attention_heads")
+    mla = MLASpec(cfg.get("q_lora_rank") or 0, cfg.int("kv_lora_rank"), cfg.int("qk_nope_head_dim"),
+                  cfg.int("qk_rope_head_dim"), cfg.int("v_head_dim"))
+    first_dense, freq = cfg.int("first_k_dense_replace", minimum=0), cfg.int("moe_layer_freq")
+    moe = MoESpec(cfg.int("n_routed_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
+                  n_shared=cfg.get("n_shared_experts") or 0,
+                  shared_intermediate=cfg.int("moe_intermediate_size"),
+                  router_bias=cfg.get("topk_method") == "noaux_tc")  # e_score_correction_bias
+    intermediate = cfg.int("intermediate_size")
+    layers = [LayerSpec("mla", heads, heads, mla.qk_nope_head_dim + mla.qk_rope_head_dim,
+                        mlp="moe" if i >= first_dense and i % freq == 0 else "dense", intermediate=intermediate)
+              for i in range(n_layers)]
+    if cfg.get("num_nextn_predict_layers"):
+        notes.append("multi-token-prediction (MTP) module not modelled: it is not used in plain decoding")
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe, mla=mla)
+
+
+def _read_gpt_oss(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok", "experts_per_token"),
+                  cfg.int("intermediate_size"), router_bias=True, expert_bias=True)
+    layers = [LayerSpec("gqa", heads, kv, head_dim, w, mlp="moe") for w in _windows(cfg, n_layers)]
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe, attn_bias=True, attn_out_bias=True,
+                   attention_sinks=True)
+
+
+def _read_gemma4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    global_kv = cfg.int("num_global_key_value_heads", default=kv)
+    global_dim = cfg.int("global_head_dim", default=head_dim)
+    k_eq_v = bool(cfg.get("attention_k_eq_v"))
+    moe = None
+    mlp = "dense"
+    if cfg.get("enable_moe_block"):
+        moe = MoESpec(cfg.int("num_experts"), cfg.int("top_k_experts"), cfg.int("moe_intermediate_size"))
+        mlp = "moe+dense"
+    intermediate = cfg.int("intermediate_size")
+    layers = []
+    for w in _windows(cfg, n_layers):
+        if w is None:  # full attention: the "global" KV heads and head size, keys shared as values
+            layers.append(LayerSpec("gqa", heads, global_kv, global_dim, None, k_eq_v=k_eq_v, mlp=mlp,
+                                    intermediate=intermediate))
+        else:
+            layers.append(LayerSpec("gqa", heads, kv, head_dim, w, mlp=mlp, intermediate=intermediate))
+    notes.append("Gemma 4 KV layout read as: sliding layers num_key_value_heads x head_dim (K and V); full layers"
+                 " num_global_key_value_heads x global_head_dim with attention_k_eq_v (one tensor)")
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe, norms_per_layer=4, qk_norm="head")
+
+
+def _read_qwen3_5(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    lin = LinearAttentionSpec(cfg.int("linear_num_key_heads"), cfg.int("linear_num_value_heads"),
+                              cfg.int("linear_key_head_dim"), cfg.int("linear_value_head_dim"),
+                              cfg.int("linear_conv_kernel_dim"))
+    types = cfg.get("layer_types")
+    if not isinstance(types, list):
+        interval = cfg.int("full_attention_interval")
+        types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n_layers)]
+    if len(types) != n_layers:
+        raise UserError(f"{cfg.origin}: layer_types has {len(types)} entries for {n_layers} layers")
+    intermediate = cfg.int("intermediate_size")
+    gate = bool(cfg.get("attn_output_gate"))
+    layers = [LayerSpec("linear" if t == "linear_attention" else "gqa", heads, kv, head_dim, q_gate=gate,
+                        intermediate=intermediate) for t in types]
+    if cfg.get("mtp_num_hidden_layers"):
+        notes.append("multi-token-prediction (MTP) layer not modelled: it is not used in plain decoding")
+    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head")
+
+
+def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("n_layer", "num_hidden_layers")
+    heads, _, head_dim = _attention_shape(cfg)
+    hidden = cfg.int("n_embd", "hidden_size")
+    inner = cfg.int("n_inner", default=4 * hidden)
+    layers = [LayerSpec("gqa", heads, heads, head_dim, intermediate=inner) for _ in range(n_layers)]
+    gptj = cfg.model_type == "gptj"
+    return _common(
+        cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", norms_per_layer=1 if gptj else 2,
+        attn_bias=not gptj, attn_out_bias=not gptj, mlp_bias=True, lm_head_bias=gptj,
+        learned_positions=0 if gptj else cfg.int("n_positions"),
+    )
+
+
+def _read_opt(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    heads, _, head_dim = _attention_shape(cfg)
+    hidden = cfg.int("hidden_size")
+    bias = bool(cfg.get("enable_bias"))
+    layers = [LayerSpec("gqa", heads, heads, head_dim, intermediate=cfg.int("ffn_dim")) for _ in range(n_layers)]
+    proj = cfg.int("word_embed_proj_dim", default=hidden)
+    return _common(cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", attn_bias=bias,
+                   attn_out_bias=bias, mlp_bias=bias, learned_positions=cfg.int("max_position_embeddings") + 2,
+                   embed_proj_dim=proj if proj != hidden else 0)
+
+
+def _read_falcon(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    n_layers = cfg.int("num_hidden_layers")
+    hidden = cfg.int("hidden_size")
+    heads = cfg.int("num_attention_heads")
+    if cfg.get("new_decoder_architecture"):
+        kv = cfg.int("num_kv_heads", default=heads)
+        norms = cfg.int("num_ln_in_parallel_attn", default=2)
+    else:
+        kv = 1 if cfg.get("multi_query") else heads
+        norms = 1 if cfg.get("parallel_attn") else 2
+    inter = cfg.int("ffn_hidden_size", default=4 * hidden)
+    layers = [LayerSpec("gqa", heads, kv, hidden // heads, intermediate=inter) for _ in range(n_layers)]
+    bias = bool(cfg.get("bias"))
+    return _common(cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", norms_per_layer=norms,
+                   attn_bias=bias, attn_out_bias=bias, mlp_bias=bias)
+
+
+_READERS = {
+    "deepseek_v2": _read_deepseek,
+    "deepseek_v3": _read_deepseek,
+    "gpt_oss": _read_gpt_oss,
+    "gemma4_text": _read_gemma4,
+    "qwen3_5_text": _read_qwen3_5,
+    "gpt2": _read_gpt2,
+    "gptj": _read_gpt2,
+    "opt": _read_opt,
+    "falcon": _read_falcon,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Finding a model
+
+
+def _catalog_aliases() -> dict[str, str]:
+    names = {mid: mid for mid in catalog.model_ids()}
+    for mid, entry in catalog.models_index().items():
+        if entry.get("hf_repo"):
+            names[entry["hf_repo"].lower()] = mid
+    return names
+
+
+def load_model(name: str | Path | ModelSpec) -> ModelSpec:
+    """A catalog id (llama-3.1-70b), a Hugging Face repo id of a catalog model (meta-llama/Llama-3.1-70B), or a
+    path to a config.json or to a directory holding one. Nothing is downloaded."""
+    if isinstance(name, ModelSpec):
+        return name
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise UserError(f"{text!r} is a directory without a config.json")
+        return _from_file(path, Path(text).resolve().name)
+    if path.is_file():
+        return _from_file(path, path.parent.resolve().name if path.name == "config.json" else path.stem)
+    if text.endswith(".json") or "/" in text and (text.startswith((".", "/", "~")) or path.parent.exists() and
+                                                  path.suffix):
+        raise UserError(f"model file {text!r} does not exist")
+    names = _catalog_aliases()
+    key = text.lower()
+    mid = names.get(key) or names.get(catalog.normalize_name(text))
+    if mid is None:
+        raise UserError(f"unknown model {text!r}{closest(catalog.normalize_name(text), names)}; "
+                        "`llm-roofline models list` shows the catalog, or pass a path to a config.json")
+    spec = _from_file(catalog.MODELS_DIR / f"{mid}.json", mid, origin=f"catalog:{mid}")
+    repo = catalog.models_index().get(mid, {}).get("hf_repo")
+    return ModelSpec(**{**spec.__dict__, "aliases": (repo,) if repo else ()})
+
+
+def _from_file(path: Path, model_id: str, origin: str | None = None) -> ModelSpec:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON config ({exc})") from None
+    return spec_from_config(raw, model_id, origin or str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The weights, tensor group by tensor group
+
+
+@dataclass(frozen=True)
+class WeightGroup:
+    """Parameters one operator reads. kind decides the bits they are stored in (see formats.py)."""
+
+    op: str  # operator that reads them: attn_qkv, attn_out, mlp, moe_router, moe_experts, ...
+    params: int
+    kind: str  # "linear", "expert", "embedding", "lm_head", "norm"
+    per_expert: int = 0  # moe_experts only
+
+
+def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
+    h = spec.hidden_size
+    norm_width = 2 if spec.norm == "layer" else 1
+    norms = spec.norms_per_layer * h * norm_width
+    groups: list[WeightGroup] = []
+    if layer.attention == "mla":
+        m = spec.mla
+        q_dim = layer.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
+        q = h * m.q_lora_rank + m.q_lora_rank * q_dim if m.q_lora_rank else h * q_dim
+        kv_a = h * (m.kv_lora_rank + m.qk_rope_head_dim)
+        kv_b = m.kv_lora_rank * layer.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
+        groups.append(WeightGroup("attn_qkv", q + kv_a + kv_b, "linear"))
+        groups.append(WeightGroup("attn_out", layer.n_heads * m.v_head_dim * h, "linear"))
+        norms += m.q_lora_rank + m.kv_lora_rank
+    elif layer.attention == "linear":
+        la = spec.linear_attention
+        key_dim, value_dim = la.n_key_heads * la.key_head_dim, la.n_value_heads * la.value_head_dim
+        groups.append(WeightGroup("attn_qkv", h * (2 * key_dim + 2 * value_dim) + h * 2 * la.n_value_heads, "linear"))
+        groups.append(WeightGroup("attn_out", value_dim * h, "linear"))
+        norms += (2 * key_dim + value_dim) * la.conv_kernel + 2 * la.n_value_heads + la.value_head_dim
+    else:
+        q_width = layer.n_heads * layer.head_dim * (2 if layer.q_gate else 1)
+        kv_width = layer.n_kv_heads * layer.head_dim * (1 if layer.k_eq_v else 2)
+        bias = (q_width + kv_width) if spec.attn_bias else 0
+        groups.append(WeightGroup("attn_qkv", h * (q_width + kv_width) + bias, "linear"))
+        out_bias = h if spec.attn_out_bias else 0
+        groups.append(WeightGroup("attn_out", layer.n_heads * layer.head_dim * h + out_bias, "linear"))
+        if spec.qk_norm == "head":
+            norms += 2 * layer.head_dim
+        elif spec.qk_norm == "full":
+            norms += (layer.n_heads + layer.n_kv_heads) * layer.head_dim
+        if spec.attention_sinks:
+            norms += layer.n_heads
+    if layer.mlp in ("dense", "moe+dense"):
+        mats = 3 if spec.mlp_gated else 2
+        bias = ((2 if spec.mlp_gated else 1) * layer.intermediate + h) if spec.mlp_bias else 0
+        groups.append(WeightGroup("mlp", mats * h * layer.intermediate + bias, "linear"))
+    if layer.mlp in ("moe", "moe+dense"):
+        moe = spec.moe
+        groups.append(WeightGroup("moe_router", h * moe.n_experts + (moe.n_experts if moe.router_bias else 0),
+                                  "linear"))
+        per_expert = 3 * h * moe.expert_intermediate + ((2 * moe.expert_intermediate + h) if moe.expert_bias else 0)
+        groups.append(WeightGroup("moe_experts", moe.n_experts * per_expert, "expert", per_expert))
+        if moe.n_shared:
+            groups.append(WeightGroup("moe_shared", moe.n_shared * 3 * h * moe.shared_intermediate, "linear"))
+    groups.append(WeightGroup("norms", norms, "norm"))
+    return groups
+
+
+def global_weights(spec: ModelSpec) -> list[WeightGroup]:
+    h, v = spec.hidden_size, spec.vocab_size
+    embed_dim = spec.embed_proj_dim or h
+    groups = [WeightGroup("embedding", v * embed_dim + spec.learned_positions * h, "embedding")]
+    if spec.embed_proj_dim:  # OPT-350m projects the embedding in and out of the model width
+        groups.append(WeightGroup("embed_proj", 2 * h * embed_dim, "linear"))
+    groups.append(WeightGroup("final_norm", h * (2 if spec.norm == "layer" else 1), "norm"))
+    if not spec.tie_embeddings:
+        groups.append(WeightGroup("lm_head", v * embed_dim + (v if spec.lm_head_bias else 0), "lm_head"))
+    return groups
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    total: int
+    active: int  # per token: routed experts counted top_k of n_experts
+    embedding: int  # the token-embedding (and position) table
+    lm_head: int  # 0 when tied to the embedding
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def param_counts(spec: ModelSpec) -> ParamCounts:
+    total = inactive = 0
+    for layer in spec.layers:
+        for g in layer_weights(spec, layer):
+            total += g.params
+            if g.kind == "expert":
+                inactive += (spec.moe.n_experts - spec.moe.top_k) * g.per_expert
+    glob = {g.op: g.params for g in global_weights(spec)}
+    total += sum(glob.values())
+    return ParamCounts(total, total - inactive, glob["embedding"], glob.get("lm_head", 0))

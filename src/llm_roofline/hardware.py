@@ -1,0 +1,200 @@
+"""Devices: memory bandwidth, capacity, per-dtype peak rates, device link, and where each figure came from."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from . import catalog
+from .errors import UserError, closest
+
+# The order in which a matmul falls back when a device has no unit for the dtype the format wants:
+# e.g. FP8 weights on an A100 are multiplied at the FP16 rate.
+PEAK_FALLBACK = {
+    "fp4": ("fp4", "fp8", "fp16", "fp32"),
+    "fp8": ("fp8", "fp16", "fp32"),
+    "int8": ("int8", "fp16", "fp32"),
+    "fp16": ("fp16", "fp32"),
+    "fp32": ("fp32", "fp16"),  # TPUs and Gaudi publish no FP32 peak; they run FP32 matmuls on the bf16 units
+}
+
+
+@dataclass(frozen=True)
+class EfficiencyDefaults:
+    """Achievable fractions of the datasheet peaks and fixed costs, per device class (the estimate's inputs)."""
+
+    bandwidth_efficiency: float
+    compute_efficiency: float
+    step_overhead_us: float
+    runtime_overhead_gb: float  # CUDA/Metal context, library workspaces, allocator slack, per device
+    allreduce_latency_us: float
+    source: str
+
+
+_NOTES = "shared/data/hardware-notes.md, 'Conventions that matter for a roofline'"
+CLASS_DEFAULTS: dict[str, EfficiencyDefaults] = {
+    # HBM parts reach about 80-90% of peak bandwidth and 60-80% of dense-GEMM peak (hardware-notes.md §6).
+    "datacenter": EfficiencyDefaults(0.80, 0.70, 200.0, 1.0, 10.0, _NOTES + " §6"),
+    # GDDR consumer and workstation cards: the same bandwidth fraction, less of the tensor peak (§6).
+    "consumer": EfficiencyDefaults(0.80, 0.60, 200.0, 1.0, 25.0, _NOTES + " §6"),
+    # Apple GPUs reach about 75-85% of the advertised unified-memory bandwidth (§4).
+    "apple": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES + " §4"),
+    # STREAM-class tests reach about 70-85% of theoretical DRAM bandwidth; AMX/AVX peaks are rarely met (§5).
+    "cpu": EfficiencyDefaults(0.70, 0.50, 500.0, 0.5, 25.0, _NOTES + " §5"),
+    # Unified-memory SoCs and APUs (Jetson, DGX Spark, Strix Halo): LPDDR, like Apple parts.
+    "soc": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES + " §4, §6"),
+}
+CATEGORY_CLASS = {
+    "datacenter_gpu": "datacenter",
+    "superchip": "datacenter",
+    "datacenter_accelerator": "datacenter",
+    "tpu": "datacenter",
+    "consumer_gpu": "consumer",
+    "workstation_gpu": "consumer",
+    "apple_soc": "apple",
+    "server_cpu": "cpu",
+    "desktop_cpu": "cpu",
+    "edge_soc": "soc",
+    "desktop_soc": "soc",
+    "apu": "soc",
+}
+# A device with no published scale-up link talks over PCIe; with neither, assume PCIe 3.0 x16.
+DEFAULT_LINK_GBPS_BIDIR = 32.0
+
+
+@dataclass(frozen=True)
+class Hardware:
+    id: str
+    name: str
+    category: str
+    memory_gb: float
+    bandwidth_gbps: float  # peak DRAM/HBM bandwidth, 1e9 B/s
+    peak_tflops: dict[str, float | None]  # dense peaks by dtype: fp32, tf32, fp16 (= bf16), fp8, int8, fp4
+    vendor: str = ""
+    link_gbps_bidir: float | None = None  # device-to-device (NVLink, Infinity Fabric, ICI), both directions
+    link_name: str | None = None
+    pcie_gbps_bidir: float | None = None
+    aliases: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    notes: str = ""
+    confidence: str | None = None
+    # Set by a measured profile (llm-roofline measure): figures that replace the class defaults.
+    measured: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def device_class(self) -> str:
+        return CATEGORY_CLASS.get(self.category, "datacenter")
+
+    @property
+    def defaults(self) -> EfficiencyDefaults:
+        base = CLASS_DEFAULTS[self.device_class]
+        if self.measured:
+            keep = {k: v for k, v in self.measured.items() if k in EfficiencyDefaults.__dataclass_fields__}
+            base = replace(base, source="measured profile", **keep)
+        return base
+
+    @property
+    def is_gpu_like(self) -> bool:
+        return self.device_class in ("datacenter", "consumer")
+
+    def peak(self, dtype: str) -> tuple[float | None, str]:
+        """(TFLOPS, dtype actually used): the first available rate in the dtype's fallback chain."""
+        for candidate in PEAK_FALLBACK[dtype]:
+            rate = self.peak_tflops.get(candidate)
+            if rate:
+                return float(rate), candidate
+        return None, dtype
+
+    @property
+    def link_gbps(self) -> float:
+        """One direction of the device-to-device link that tensor-parallel all-reduces use."""
+        bidir = self.link_gbps_bidir or self.pcie_gbps_bidir or DEFAULT_LINK_GBPS_BIDIR
+        return bidir / 2
+
+    def ridge_point(self, dtype: str = "fp16") -> float | None:
+        """FLOPs per byte above which a kernel is compute-bound: peak FLOPS / bandwidth."""
+        rate, _ = self.peak(dtype)
+        return rate * 1e12 / (self.bandwidth_gbps * 1e9) if rate else None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["device_class"] = self.device_class
+        out["link_gbps"] = self.link_gbps
+        out["ridge_point_flop_per_byte"] = self.ridge_point()
+        return out
+
+    @classmethod
+    def from_record(cls, rec: dict) -> Hardware:
+        return cls(
+            id=rec["id"],
+            name=rec.get("name", rec["id"]),
+            category=rec.get("category", "datacenter_gpu"),
+            memory_gb=float(rec["memory_gb"]),
+            bandwidth_gbps=float(rec["bandwidth_gbps"]),
+            peak_tflops=dict(rec.get("peak_tflops") or {}),
+            vendor=rec.get("vendor", ""),
+            link_gbps_bidir=rec.get("link_gbps_bidir"),
+            link_name=rec.get("link_name"),
+            pcie_gbps_bidir=rec.get("pcie_gbps_bidir"),
+            aliases=tuple(rec.get("aliases") or ()),
+            sources=tuple(rec.get("sources") or ()),
+            notes=rec.get("notes", ""),
+            confidence=rec.get("confidence"),
+            measured=dict(rec.get("measured") or {}),
+        )
+
+
+def _catalog_names() -> dict[str, dict]:
+    names: dict[str, dict] = {}
+    for rec in catalog.hardware_records():
+        for name in (rec["id"], *rec["aliases"]):
+            names[name] = rec
+    return names
+
+
+def hardware_ids() -> list[str]:
+    return [rec["id"] for rec in catalog.hardware_records()]
+
+
+def load_hardware(name: str | Path | Hardware) -> Hardware:
+    """A catalog id, a short alias (h100, 4090, m2-ultra ...) or a path to a device/profile JSON file."""
+    if isinstance(name, Hardware):
+        return name
+    text = str(name)
+    path = Path(text).expanduser()
+    if text.endswith(".json") or path.is_file():
+        return _load_file(path)
+    names = _catalog_names()
+    key = catalog.normalize_name(text)
+    for candidate in (key, key.removeprefix("nvidia-").removeprefix("amd-").removeprefix("apple-")):
+        if candidate in names:
+            return Hardware.from_record(names[candidate])
+        for prefix in ("nvidia-", "amd-", "apple-", "intel-", "google-"):
+            if prefix + candidate in names:
+                return Hardware.from_record(names[prefix + candidate])
+    raise UserError(
+        f"unknown hardware {text!r}{closest(key, names)}; `llm-roofline hardware list` shows them all"
+    )
+
+
+def _load_file(path: Path) -> Hardware:
+    if not path.is_file():
+        raise UserError(f"hardware file {str(path)!r} does not exist")
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"hardware file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(rec, dict):
+        raise UserError(f"hardware file {str(path)!r} must hold a JSON object")
+    rec = dict(rec)
+    rec.setdefault("id", path.stem)
+    missing = [k for k in ("bandwidth_gbps", "memory_gb") if not isinstance(rec.get(k), (int, float))]
+    if missing:
+        raise UserError(f"hardware file {str(path)!r}: missing or non-numeric field(s) {', '.join(missing)}")
+    if rec["bandwidth_gbps"] <= 0 or rec["memory_gb"] <= 0:
+        raise UserError(f"hardware file {str(path)!r}: bandwidth_gbps and memory_gb must be > 0")
+    peaks = rec.get("peak_tflops") or {}
+    if not isinstance(peaks, dict) or any(v is not None and not isinstance(v, (int, float)) for v in peaks.values()):
+        raise UserError(f"hardware file {str(path)!r}: peak_tflops must map dtype names to numbers")
+    return Hardware.from_record(rec)
