@@ -150,7 +150,9 @@ class HardwareInfo:
     memory_gb: float
     peak_tflops: dict
     link_gbps: float
-    ridge_point_flop_per_byte: float | None
+    ridge_point_flop_per_byte: float | None  # at the weights' matmul dtype
+    matmul_dtype: str  # dtype whose peak the weights' matmuls run at (after fallback)
+    matmul_tflops: float | None
     confidence: str | None
     sources: tuple[str, ...]
 
@@ -374,7 +376,8 @@ def predict(
         model=ModelInfo(spec.id, spec.model_type, counts.total, counts.active, weight_bytes(spec, fmt), fmt.id,
                         spec.source),
         hardware=HardwareInfo(hw.id, hw.name, hw.bandwidth_gbps, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
-                              hw.ridge_point(fmt.compute), hw.confidence, hw.sources),
+                              hw.ridge_point(fmt.compute), *reversed(hw.peak(fmt.compute)), hw.confidence,
+                              hw.sources),
         workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp),
         efficiency=eff,
         decode=decode_result,

@@ -1,0 +1,337 @@
+"""The `llm-roofline` command: a thin layer over the Python API. Bad input: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="How fast will model M run on hardware H, and why: a bandwidth-first roofline.")
+hardware_app = typer.Typer(no_args_is_help=True, help="The device catalog.")
+models_app = typer.Typer(no_args_is_help=True, help="The model catalog.")
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(models_app, name="models")
+
+DEFAULT_HARDWARE = "h100"
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+# ------------------------------------------------------------------------------------------------------ predict
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Catalog id, Hugging Face repo id, or path to a config.json / dir.")],
+    hardware: Annotated[str, typer.Option("--hardware", "-H", help="Device id or alias, or a profile JSON.")]
+    = DEFAULT_HARDWARE,
+    weights: Annotated[Optional[str], typer.Option(help="Weight format (default: the checkpoint's dtype).")] = None,
+    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
+    = None,
+    batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence (prefill).")] = 512,
+    context: Annotated[Optional[int], typer.Option(help="KV depth when decoding starts (default: the prompt).")]
+    = None,
+    gen: Annotated[int, typer.Option(help="Tokens generated per sequence.")] = 256,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices.")] = 1,
+    bandwidth_efficiency: Annotated[Optional[float], typer.Option(help="Achievable fraction of peak bandwidth.")]
+    = None,
+    compute_efficiency: Annotated[Optional[float], typer.Option(help="Achievable fraction of peak FLOPS.")] = None,
+    step_overhead_us: Annotated[Optional[float], typer.Option(help="Fixed cost per forward step, µs.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the chain behind each figure.")] = False,
+    plot: Annotated[Optional[str], typer.Option(help="Write the roofline chart to FILE.png|svg|pdf.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decode and prefill speed, memory fit and the per-operator roofline of MODEL on a device."""
+    from .roofline import predict as run
+
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
+            gen=gen, tp=tp, bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
+            step_overhead_us=step_overhead_us)
+    if plot:
+        from .plots import plot_roofline
+
+        plot_roofline(p, plot)
+    if as_json:
+        data = p.to_dict()
+        if explain:
+            from .explain import explain as chain
+
+            data["explain"] = chain(p)
+        _print_json(data)
+        return
+    _show_prediction(p, explain)
+    if plot:
+        _console().print(f"roofline chart written to {plot}")
+
+
+def _show_prediction(p, explain: bool) -> None:
+    from rich.table import Table
+
+    con = _console()
+    m, hw, w, d, pf, mem = p.model, p.hardware, p.workload, p.decode, p.prefill, p.memory
+    con.print(f"[bold]{m.id}[/] ({m.params_total / 1e9:,.2f} B params"
+              + (f", {m.params_active / 1e9:,.2f} B active" if m.params_active != m.params_total else "")
+              + f"; {w.weights}: {m.weight_bytes / 1e9:,.1f} GB) on [bold]{hw.name}[/] "
+              f"({hw.bandwidth_gbps:,.0f} GB/s, {hw.matmul_tflops or 0:,.1f} TFLOPS {hw.matmul_dtype})")
+    con.print(f"batch {w.batch}, prompt {w.prompt}, decode {w.gen} tokens from KV depth {w.context}, "
+              f"KV cache {w.kv_cache}" + (f", tensor parallel {w.tp}" if w.tp > 1 else ""))
+    t = Table(show_edge=False, pad_edge=False)
+    t.add_column("")
+    t.add_column("ceiling", justify="right")
+    t.add_column("estimate", justify="right")
+    t.add_row("decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}")
+    if w.batch > 1:
+        t.add_row("decode tok/s over the batch", f"{d.ceiling_throughput_tok_s:,.1f}",
+                  f"{d.estimate_throughput_tok_s:,.1f}")
+    t.add_row("time per output token (ms)", f"{d.tpot_floor_ms:,.2f}", f"{d.tpot_ms:,.2f}")
+    t.add_row("time to first token (ms)", f"{pf.ttft_floor_ms:,.1f}", f"{pf.ttft_ms:,.1f}")
+    t.add_row("prefill tok/s", f"{pf.ceiling_tok_s:,.0f}", f"{pf.estimate_tok_s:,.0f}")
+    con.print(t)
+    kv = " (KV cache)" if d.memory_bound_by == "kv_cache" else " (weights)" if d.memory_bound_by else ""
+    con.print(f"decode is [bold]{d.bound}-bound[/]{kv}: {d.bytes_per_step / 1e9:,.2f} GB and "
+              f"{d.flops_per_step / 1e9:,.1f} GFLOP per step; prefill is [bold]{pf.bound}-bound[/]")
+    status = "[green]fits[/]" if mem.fits else f"[red]DOES NOT FIT[/] (needs {mem.min_devices or '>4096'} devices)"
+    con.print(f"memory{' per device' if mem.per_device else ''}: {mem.total_gb:,.1f} GB of {mem.capacity_gb:,.0f} GB "
+              f"(weights {mem.weights_gb:,.1f}, KV {mem.kv_cache_gb:,.2f}, activations {mem.activations_gb:,.2f}, "
+              f"runtime {mem.runtime_overhead_gb:,.1f}): {status}")
+    e = p.efficiency
+    con.print(f"estimate assumes {e.bandwidth:.0%} of peak bandwidth, {e.compute:.0%} of peak FLOPS and "
+              f"{e.step_overhead_us:,.0f} µs per step ({e.source})", style="dim")
+    for phase in ("decode", "prefill"):
+        ops = Table(title=f"{phase} step, per operator (all layers)", show_edge=False, pad_edge=False)
+        for col in ("operator", "n", "GFLOP", "weight MB", "KV MB", "FLOP/B", "ceil ms", "est ms", "bound"):
+            ops.add_column(col, justify="left" if col in ("operator", "bound") else "right")
+        for r in (r for r in p.operators if r.phase == phase):
+            ops.add_row(r.name, str(r.count), f"{r.flops / 1e9:,.1f}", f"{r.weight_bytes / 1e6:,.0f}",
+                        f"{r.kv_bytes / 1e6:,.1f}",
+                        f"{r.intensity_flop_per_byte:,.1f}" if r.intensity_flop_per_byte else "-",
+                        f"{r.ceiling_ms:,.3f}", f"{r.estimate_ms:,.3f}", r.bound)
+        con.print(ops)
+    for note in p.notes:
+        con.print(f"note: {note}", style="yellow", soft_wrap=True)
+    if explain:
+        from .explain import explain as chain
+
+        con.print()
+        for line in chain(p):
+            con.print(line, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------------------ compare
+
+
+@app.command()
+def compare(
+    models: Annotated[list[str], typer.Argument(help="One or more models.")],
+    hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (repeat or comma-separate).")]
+    = [DEFAULT_HARDWARE],  # noqa: B006
+    weights: Annotated[list[str], typer.Option(help="Weight formats (repeat or comma-separate).")] = [],  # noqa: B006
+    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache")] = None,
+    batch: int = 1,
+    prompt: int = 512,
+    context: Optional[int] = None,
+    gen: int = 256,
+    tp: Annotated[int, typer.Option("--tp")] = 1,
+    sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
+    as_json: JsonOpt = False,
+) -> None:
+    """Several devices, formats and/or models side by side, one table, fastest first."""
+    from .roofline import predict as run
+
+    keys = {"decode": lambda p: -p.decode.estimate_tok_s, "ttft": lambda p: p.prefill.ttft_ms,
+            "memory": lambda p: p.memory.total_gb}
+    if sort not in keys:
+        raise UserError(f"--sort must be one of {', '.join(keys)}, got {sort!r}")
+    formats = _split(weights) or [None]
+    results = [run(m, h, weights=f, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context, gen=gen, tp=tp)
+               for m in _split(models) for h in _split(hardware) for f in formats]
+    results.sort(key=keys[sort])
+    if as_json:
+        _print_json([{k: v for k, v in p.to_dict().items() if k != "operators"} for p in results])
+        return
+    from rich.table import Table
+
+    t = Table(title=f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else ""),
+              show_edge=False, pad_edge=False)
+    for col in ("model", "hardware", "weights", "GB/s", "decode tok/s ceiling", "estimate", "batch tok/s",
+                "TTFT ms", "bound", "memory GB", "fits"):
+        t.add_column(col, justify="left" if col in ("model", "hardware", "weights", "bound", "fits") else "right")
+    for p in results:
+        t.add_row(p.model.id, p.hardware.id, p.workload.weights, f"{p.hardware.bandwidth_gbps:,.0f}",
+                  f"{p.decode.ceiling_tok_s:,.1f}", f"{p.decode.estimate_tok_s:,.1f}",
+                  f"{p.decode.estimate_throughput_tok_s:,.1f}", f"{p.prefill.ttft_ms:,.1f}", p.decode.bound,
+                  f"{p.memory.total_gb:,.1f}",
+                  "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'} dev)")
+    _console().print(t)
+
+
+# ------------------------------------------------------------------------------------------------------ catalogs
+
+
+@hardware_app.command("list")
+def hardware_list(as_json: JsonOpt = False) -> None:
+    """Every catalog device with its bandwidth, memory and fp16 peak."""
+    from .hardware import Hardware
+    from .catalog import hardware_records
+
+    devices = [Hardware.from_record(r) for r in hardware_records()]
+    if as_json:
+        _print_json([{"id": h.id, "name": h.name, "aliases": list(h.aliases), "category": h.category,
+                      "bandwidth_gbps": h.bandwidth_gbps, "memory_gb": h.memory_gb, "peak_tflops": h.peak_tflops,
+                      "confidence": h.confidence} for h in devices])
+        return
+    from rich.table import Table
+
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "aliases", "GB/s", "GB", "fp16 TFLOPS", "ridge FLOP/B", "confidence"):
+        t.add_column(col, justify="right" if col in ("GB/s", "GB", "fp16 TFLOPS", "ridge FLOP/B") else "left")
+    for h in devices:
+        ridge = h.ridge_point()
+        t.add_row(h.id, ", ".join(h.aliases), f"{h.bandwidth_gbps:,.0f}", f"{h.memory_gb:,.0f}",
+                  f"{h.peak_tflops.get('fp16') or 0:,.1f}", f"{ridge:,.0f}" if ridge else "-", h.confidence or "")
+    _console().print(t)
+
+
+@hardware_app.command("show")
+def hardware_show(name: str, as_json: JsonOpt = False) -> None:
+    """One device: every figure, its sources, notes and confidence."""
+    from .hardware import load_hardware
+
+    h = load_hardware(name)
+    if as_json:
+        _print_json(h.to_dict())
+        return
+    con = _console()
+    con.print(f"[bold]{h.name}[/] ({h.id}; aliases: {', '.join(h.aliases) or '-'})")
+    con.print(f"memory {h.memory_gb:g} GB, bandwidth {h.bandwidth_gbps:,.1f} GB/s, device link "
+              f"{h.link_name or 'none published'} ({h.link_gbps:,.1f} GB/s per direction)")
+    peaks = ", ".join(f"{k} {v:g}" for k, v in h.peak_tflops.items() if v)
+    con.print(f"dense peaks (TFLOPS/TOPS): {peaks or 'none published'}")
+    ridge = h.ridge_point()
+    con.print(f"ridge point (fp16): {ridge:,.0f} FLOP/byte" if ridge else "ridge point: unknown")
+    d = h.defaults
+    con.print(f"estimate defaults ({h.device_class}): {d.bandwidth_efficiency:.0%} of bandwidth, "
+              f"{d.compute_efficiency:.0%} of FLOPS, {d.step_overhead_us:g} µs/step, {d.runtime_overhead_gb:g} GB "
+              f"runtime memory ({d.source})")
+    con.print(f"confidence: {h.confidence}")
+    con.print(f"notes: {h.notes}", highlight=False)
+    for s in h.sources:
+        con.print(f"source: {s}", highlight=False)
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Every catalog model with its size and layout."""
+    from .architecture import load_model, param_counts
+    from .catalog import model_ids
+
+    rows = []
+    for mid in model_ids():
+        spec = load_model(mid)
+        counts = param_counts(spec)
+        rows.append({"id": mid, "hf_repo": spec.aliases[0] if spec.aliases else None, "model_type": spec.model_type,
+                     "params_total": counts.total, "params_active": counts.active, "layers": spec.n_layers,
+                     "checkpoint_dtype": spec.checkpoint_dtype})
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "Hugging Face repo", "type", "params (B)", "active (B)", "layers", "dtype"):
+        t.add_column(col, justify="right" if col in ("params (B)", "active (B)", "layers") else "left")
+    for r in rows:
+        t.add_row(r["id"], r["hf_repo"] or "", r["model_type"], f"{r['params_total'] / 1e9:,.2f}",
+                  f"{r['params_active'] / 1e9:,.2f}", str(r["layers"]), r["checkpoint_dtype"])
+    _console().print(t)
+
+
+@models_app.command("show")
+def models_show(name: str, as_json: JsonOpt = False) -> None:
+    """One model: its normalized architecture, parameter counts and KV-cache size per token."""
+    from .architecture import load_model, param_counts
+    from .memory import kv_cache_bytes
+
+    spec = load_model(name)
+    counts = param_counts(spec)
+    kv_per_token = kv_cache_bytes(spec, 16, 1, 1) - kv_cache_bytes(spec, 16, 1, 0)
+    if as_json:
+        _print_json({**spec.to_dict(), "params": counts.to_dict(), "kv_bytes_per_token_f16": kv_per_token})
+        return
+    con = _console()
+    con.print(f"[bold]{spec.id}[/] ({spec.model_type}; {spec.source})")
+    con.print(f"params {counts.total / 1e9:,.3f} B total, {counts.active / 1e9:,.3f} B active per token; embedding "
+              f"{counts.embedding / 1e9:,.3f} B, lm_head {'tied' if spec.tie_embeddings else f'{counts.lm_head / 1e9:,.3f} B'}")
+    con.print(f"hidden {spec.hidden_size}, layers {spec.n_layers}, vocab {spec.vocab_size:,}, max context "
+              f"{spec.max_position}, checkpoint dtype {spec.checkpoint_dtype}")
+    runs = spec.to_dict()["layer_runs"]
+    for run in runs:
+        layer = run["layer"]
+        window = f", window {layer['window']}" if layer["window"] else ""
+        con.print(f"  {run['count']} x {layer['attention']} attention: {layer['n_heads']} heads, "
+                  f"{layer['n_kv_heads']} KV heads x {layer['head_dim']}{window}; {layer['mlp']} MLP"
+                  + (f" {layer['intermediate']}" if layer["intermediate"] else ""), highlight=False)
+    if spec.moe:
+        moe = spec.moe
+        con.print(f"experts: {moe.n_experts} routed (top {moe.top_k}, width {moe.expert_intermediate}), "
+                  f"{moe.n_shared} shared")
+    if spec.mla:
+        con.print(f"MLA: kv_lora_rank {spec.mla.kv_lora_rank} + rope {spec.mla.qk_rope_head_dim} cached per token")
+    con.print(f"KV cache (16-bit): {kv_per_token / 1e3:,.1f} kB per token per sequence")
+    for note in spec.notes:
+        con.print(f"note: {note}", style="yellow")
+
+
+# ------------------------------------------------------------------------------------------------------ entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: usage errors and UserError become one line on stderr and exit code 2."""
+    try:  # typer >= 0.2x vendors click as typer._click; older releases use click itself
+        from typer import _click as click
+    except ImportError:  # pragma: no cover
+        import click
+
+    try:
+        app(args=argv, standalone_mode=False, prog_name="llm-roofline")
+    except UserError as exc:
+        sys.stderr.write(f"llm-roofline: error: {exc}\n")
+        return 2
+    except click.exceptions.NoArgsIsHelpError:
+        return 0
+    except click.UsageError as exc:
+        sys.stderr.write(f"llm-roofline: error: {exc.format_message()} (see --help)\n")
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        sys.stderr.write("llm-roofline: aborted\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Roofline chart of a prediction: the device's two ceilings and every operator at its arithmetic intensity."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+from .roofline import Prediction
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """Refuse a bad destination before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserError(f"plot file {str(path)!r} must end in {', '.join(PLOT_SUFFIXES)}")
+    if not path.parent.resolve().is_dir():
+        raise UserError(f"plot file {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write to a temporary file beside the target, then rename: never a half-written picture."""
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent.resolve())
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roofline(p: Prediction, path: str | Path) -> Path:
+    path = check_plot_path(path)
+    plt = pyplot()
+    hw = p.hardware
+    bw = hw.bandwidth_gbps * 1e9
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    xs = [10 ** (i / 20) for i in range(-40, 101)]  # 0.01 .. 1e5 FLOP/byte
+    ax.plot(xs, [bw * x for x in xs], color="0.6", lw=1, ls=":", label=f"bandwidth {hw.bandwidth_gbps:,.0f} GB/s")
+    styles = ["-", "--", "-."]
+    for i, (dtype, tflops) in enumerate((k, v) for k, v in hw.peak_tflops.items()
+                                        if v and k in (hw.matmul_dtype, "fp16", "fp32")):
+        peak = tflops * 1e12
+        roof = [min(peak, bw * x) for x in xs]
+        ax.plot(xs, roof, color="black", lw=1.5 if dtype == hw.matmul_dtype else 0.8, ls=styles[i % 3],
+                label=f"{dtype} {tflops:,.1f} TFLOPS")
+        ridge = peak / bw
+        ax.axvline(ridge, color="0.8", lw=0.8)
+        ax.annotate(f"ridge {ridge:,.0f}", (ridge, peak), textcoords="offset points", xytext=(4, -12), fontsize=7)
+    for phase, marker, color in (("decode", "o", "tab:blue"), ("prefill", "^", "tab:red")):
+        rows = [r for r in p.operators if r.phase == phase and r.flops > 0 and r.intensity_flop_per_byte]
+        for r in rows:
+            achieved = r.flops / (r.estimate_ms / 1e3)
+            ax.scatter(r.intensity_flop_per_byte, achieved, marker=marker, color=color, s=30, zorder=3)
+            ax.annotate(r.name, (r.intensity_flop_per_byte, achieved), textcoords="offset points", xytext=(4, 2),
+                        fontsize=6, color=color)
+        ax.scatter([], [], marker=marker, color=color, label=f"{phase} operators (estimate)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
+    ax.set_ylabel("attained FLOP/s")
+    w = p.workload
+    ax.set_title(f"{p.model.id} ({w.weights}) on {hw.name}\nbatch {w.batch}, prompt {w.prompt}, "
+                 f"decode from depth {w.context}", fontsize=9)
+    ax.grid(True, which="both", color="0.93")
+    ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
