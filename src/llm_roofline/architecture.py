@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
 from . import catalog
@@ -431,6 +432,7 @@ _READERS = {
 # Finding a model
 
 
+@cache
 def _catalog_aliases() -> dict[str, str]:
     names = {mid: mid for mid in catalog.model_ids()}
     for mid, entry in catalog.models_index().items():
@@ -462,6 +464,12 @@ def load_model(name: str | Path | ModelSpec) -> ModelSpec:
     if mid is None:
         raise UserError(f"unknown model {text!r}{closest(catalog.normalize_name(text), names)}; "
                         "`llm-roofline models list` shows the catalog, or pass a path to a config.json")
+    return _catalog_model(mid)
+
+
+@cache
+def _catalog_model(mid: str) -> ModelSpec:
+    """Catalog specs are immutable, so each is read once per process."""
     spec = _from_file(catalog.MODELS_DIR / f"{mid}.json", mid, origin=f"catalog:{mid}")
     repo = catalog.models_index().get(mid, {}).get("hf_repo")
     return ModelSpec(**{**spec.__dict__, "aliases": (repo,) if repo else ()})

@@ -24,7 +24,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def _console():
     from rich.console import Console
 
-    return Console()
+    # Piped output has no terminal width; do not squeeze tables into 80 columns and truncate names.
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _print_json(data) -> None:
@@ -176,15 +177,15 @@ def compare(
 
     t = Table(title=f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else ""),
               show_edge=False, pad_edge=False)
-    for col in ("model", "hardware", "weights", "GB/s", "decode tok/s ceiling", "estimate", "batch tok/s",
-                "TTFT ms", "bound", "memory GB", "fits"):
-        t.add_column(col, justify="left" if col in ("model", "hardware", "weights", "bound", "fits") else "right")
+    for col in ("model", "device", "weights", "tok/s ceil", "tok/s est", "batch tok/s", "TTFT ms", "bound", "GB",
+                "fits"):
+        t.add_column(col, justify="left" if col in ("model", "device", "weights", "bound", "fits") else "right")
     for p in results:
-        t.add_row(p.model.id, p.hardware.id, p.workload.weights, f"{p.hardware.bandwidth_gbps:,.0f}",
-                  f"{p.decode.ceiling_tok_s:,.1f}", f"{p.decode.estimate_tok_s:,.1f}",
-                  f"{p.decode.estimate_throughput_tok_s:,.1f}", f"{p.prefill.ttft_ms:,.1f}", p.decode.bound,
-                  f"{p.memory.total_gb:,.1f}",
-                  "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'} dev)")
+        short = min((p.hardware.id, *p.hardware.aliases), key=len)
+        t.add_row(p.model.id, short, p.workload.weights, f"{p.decode.ceiling_tok_s:,.1f}",
+                  f"{p.decode.estimate_tok_s:,.1f}", f"{p.decode.estimate_throughput_tok_s:,.1f}",
+                  f"{p.prefill.ttft_ms:,.1f}", p.decode.bound, f"{p.memory.total_gb:,.1f}",
+                  "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'})")
     _console().print(t)
 
 
@@ -310,24 +311,24 @@ def models_show(name: str, as_json: JsonOpt = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: usage errors and UserError become one line on stderr and exit code 2."""
-    try:  # typer >= 0.2x vendors click as typer._click; older releases use click itself
-        from typer import _click as click
+    try:  # recent typer vendors click as typer._click; older releases use click itself
+        from typer._click import exceptions as click
     except ImportError:  # pragma: no cover
-        import click
+        from click import exceptions as click
 
     try:
         app(args=argv, standalone_mode=False, prog_name="llm-roofline")
     except UserError as exc:
         sys.stderr.write(f"llm-roofline: error: {exc}\n")
         return 2
-    except click.exceptions.NoArgsIsHelpError:
+    except click.NoArgsIsHelpError:
         return 0
     except click.UsageError as exc:
         sys.stderr.write(f"llm-roofline: error: {exc.format_message()} (see --help)\n")
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         sys.stderr.write("llm-roofline: aborted\n")
         return 1
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 from . import catalog
@@ -145,6 +146,7 @@ class Hardware:
         )
 
 
+@cache
 def _catalog_names() -> dict[str, dict]:
     names: dict[str, dict] = {}
     for rec in catalog.hardware_records():

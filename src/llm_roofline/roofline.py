@@ -155,6 +155,7 @@ class HardwareInfo:
     matmul_tflops: float | None
     confidence: str | None
     sources: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -377,7 +378,7 @@ def predict(
                         spec.source),
         hardware=HardwareInfo(hw.id, hw.name, hw.bandwidth_gbps, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
                               hw.ridge_point(fmt.compute), *reversed(hw.peak(fmt.compute)), hw.confidence,
-                              hw.sources),
+                              hw.sources, hw.aliases),
         workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp),
         efficiency=eff,
         decode=decode_result,

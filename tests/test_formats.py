@@ -1,0 +1,53 @@
+import pytest
+
+from llm_roofline.errors import UserError
+from llm_roofline.formats import FORMATS, kv_bits, load_format
+
+# Bits per weight worked out from the storage layouts (ggml-common.h blocks; group sizes).
+LAYOUTS = {
+    "q4_0": 18 * 8 / 32,  # 32 4-bit weights + fp16 scale in 18 bytes
+    "q8_0": 34 * 8 / 32,
+    "q5_0": 22 * 8 / 32,
+    "q6_k": 210 * 8 / 256,
+    "int4-awq": 4 + 16 / 128 + 4 / 128,
+    "nvfp4": 4 + 8 / 16,
+    "mxfp4": 4 + 8 / 32,
+    "f16": 16,
+    "bf16": 16,
+    "f32": 32,
+    "fp8": 8,
+}
+
+
+@pytest.mark.parametrize("fid,bits", LAYOUTS.items())
+def test_bits_from_layouts(fid, bits):
+    assert load_format(fid).bits == pytest.approx(bits)
+
+
+def test_k_quant_mixes_reproduce_the_llama2_7b_file_average():
+    # llama.cpp quantize README, Llama 2 7B: Q4_K_M 4.84 bpw over the whole file, output.weight in Q6_K.
+    fmt = load_format("q4_k_m")
+    body, head = 6.738e9 - 0.131e9, 0.131e9
+    assert (fmt.bits * body + fmt.lm_head_bits * head) / 6.738e9 == pytest.approx(4.84, abs=0.005)
+
+
+def test_every_issue_format_exists():
+    for fid in ["f32", "f16", "bf16", "fp8", "int8", "int4", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_k_s",
+                "q4_0", "q3_k_m", "q2_k", "int4-awq", "int4-gptq", "nvfp4", "mxfp4", "q4f16_1"]:
+        assert fid in FORMATS
+
+
+def test_spellings_and_exl2():
+    assert load_format("Q4_K_M").id == load_format("q4-k-m").id == "q4_k_m"
+    assert load_format("fp16").id == "f16"
+    assert load_format("exl2-4.65").bits == 4.65
+    with pytest.raises(UserError, match="between 1 and 8.5"):
+        load_format("exl2-12")
+    with pytest.raises(UserError, match="closest: q4_k_m"):
+        load_format("q4_km")
+
+
+def test_kv_formats():
+    assert kv_bits("fp8") == 8 and kv_bits("q8_0") == 8.5 and kv_bits("F16") == 16
+    with pytest.raises(UserError, match="KV-cache format"):
+        kv_bits("q2_k")

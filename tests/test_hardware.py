@@ -1,0 +1,60 @@
+import json
+
+import pytest
+import yaml
+
+from llm_roofline import catalog
+from llm_roofline.errors import UserError
+from llm_roofline.hardware import load_hardware
+
+
+def test_every_shared_device_is_shipped_with_its_id():
+    shared = catalog.CATALOG_DIR.parents[3] / "shared" / "data" / "hardware.yaml"
+    if not shared.exists():
+        pytest.skip("../shared not beside the checkout")
+    ids = [r["id"] for r in yaml.safe_load(shared.read_text())]
+    assert [r["id"] for r in catalog.hardware_records()] == ids
+
+
+@pytest.mark.parametrize("alias,hid", [("h100", "nvidia-h100-sxm5-80gb"), ("H100-SXM", "nvidia-h100-sxm5-80gb"),
+                                       ("4090", "nvidia-rtx-4090"), ("rtx-4090", "nvidia-rtx-4090"),
+                                       ("m2-ultra", "apple-m2-ultra"), ("mi300x", "amd-mi300x"),
+                                       ("a100-80gb", "nvidia-a100-sxm4-80gb"), ("RTX 4090", "nvidia-rtx-4090"),
+                                       ("nvidia-h200-sxm-141gb", "nvidia-h200-sxm-141gb")])
+def test_aliases(alias, hid):
+    assert load_hardware(alias).id == hid
+
+
+def test_figures_and_ridge_point():
+    h = load_hardware("h100")
+    assert h.bandwidth_gbps == 3350 and h.memory_gb == 80
+    assert h.peak("fp16") == (989.5, "fp16")
+    assert h.ridge_point() == pytest.approx(989.5e12 / 3350e9)
+    assert h.link_gbps == 450  # 900 GB/s NVLink both ways
+    assert h.sources and h.confidence == "high"
+
+
+def test_peak_fallbacks():
+    a100 = load_hardware("a100")
+    assert a100.peak("fp8") == (312, "fp16")  # no FP8 units on Ampere
+    m2 = load_hardware("m2-ultra")
+    assert m2.peak("int8") == (27.2, "fp16")
+    assert load_hardware("m5").peak("fp16") == (None, "fp16")
+
+
+def test_unknown_device_names_closest():
+    with pytest.raises(UserError, match="closest: h100"):
+        load_hardware("h10")
+
+
+def test_device_file(tmp_path):
+    path = tmp_path / "box.json"
+    path.write_text(json.dumps({"bandwidth_gbps": 100, "memory_gb": 16, "peak_tflops": {"fp16": 10},
+                                "category": "desktop_cpu"}))
+    h = load_hardware(path)
+    assert h.id == "box" and h.device_class == "cpu"
+    path.write_text(json.dumps({"memory_gb": 16}))
+    with pytest.raises(UserError, match="bandwidth_gbps"):
+        load_hardware(path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_hardware(tmp_path / "nope.json")

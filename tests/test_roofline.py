@@ -1,0 +1,164 @@
+"""Headline answers worked out by hand, and the physics as hypothesis properties."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from llm_roofline import load_hardware, predict
+from llm_roofline.errors import UserError
+
+
+def test_llama_70b_fp16_on_h100_is_24_tok_s_and_memory_bound():
+    p = predict("llama-3.1-70b", "h100", weights="f16")
+    # 70.55e9 weights minus the 128256 x 8192 embedding table (a lookup reads one row) at 2 bytes:
+    streamed = (70_553_706_496 - 128_256 * 8192) * 2
+    assert p.decode.weight_bytes_per_step == pytest.approx(streamed, rel=1e-4)
+    assert 23 <= p.decode.ceiling_tok_s <= 25
+    assert p.decode.ceiling_tok_s == pytest.approx(3350e9 / p.decode.bytes_per_step, rel=0.01)
+    assert p.decode.bound == "memory" and p.decode.memory_bound_by == "weights"
+    assert not p.memory.fits and p.memory.min_devices == 2
+
+
+def test_8b_batch_256_on_h100_is_kv_bound():
+    p = predict("llama-3.1-8b", "h100", batch=256)
+    # KV per token: 32 layers x 8 heads x 128 x (K,V) x 2 B = 131072 B; mean depth 512 + 128 -> 21.5 GB a step,
+    # against 15.0 GB of streamed weights: the cache dominates.
+    assert p.decode.kv_bytes_per_step == pytest.approx(256 * 640 * 131072, rel=0.01)
+    assert p.decode.bound == "memory" and p.decode.memory_bound_by == "kv_cache"
+
+
+def test_batch_256_short_context_is_compute_bound_on_a_low_ridge_part():
+    # At depth ~16 the cache is tiny; a 4090 (165 TFLOPS fp16, 1008 GB/s) has ridge 164 < batch 256.
+    p = predict("llama-3.1-8b", "4090", batch=256, prompt=8, gen=16)
+    assert p.decode.bound == "compute"
+
+
+def test_prefill_is_compute_bound():
+    p = predict("llama-3.1-8b", "h100", prompt=2048)
+    assert p.prefill.bound == "compute"
+    # 2 FLOPs per layer weight per prompt token (6.98e9 weights outside embedding and lm_head), plus
+    # attention and one lm_head row: the matmuls alone give the floor of the prefill work
+    assert p.prefill.flops >= 2 * 2048 * 6.98e9
+
+
+def test_estimate_uses_class_defaults_and_overrides():
+    p = predict("llama-3.1-8b", "h100", bandwidth_efficiency=0.5, step_overhead_us=0)
+    assert p.decode.tpot_ms == pytest.approx(p.decode.tpot_floor_ms / 0.5, rel=0.01)
+    assert "overridden" in p.efficiency.source
+    with pytest.raises(UserError):
+        predict("llama-3.1-8b", "h100", bandwidth_efficiency=1.5)
+
+
+def test_moe_active_bytes():
+    dense_equiv = predict("mixtral-8x7b", "h100", weights="f16")
+    # 12.88e9 active weights minus the 32000 x 4096 embedding at 2 bytes, KV aside
+    assert dense_equiv.decode.weight_bytes_per_step == pytest.approx((12_879_921_152 - 32000 * 4096) * 2, rel=0.01)
+
+
+def test_tensor_parallel_speeds_decode_and_adds_link_time():
+    one = predict("llama-3.1-70b", "h100", weights="f16")
+    four = predict("llama-3.1-70b", "h100", weights="f16", tp=4)
+    assert four.decode.link_ms > 0
+    assert one.decode.ceiling_tok_s * 3 < four.decode.ceiling_tok_s < one.decode.ceiling_tok_s * 4
+    assert four.memory.fits and four.memory.per_device
+
+
+def test_sliding_window_caps_kv_reads():
+    short = predict("mistral-7b-v0.1", "h100", context=4096, gen=1)
+    long = predict("mistral-7b-v0.1", "h100", context=30000, gen=1)
+    assert long.decode.kv_bytes_per_step == pytest.approx(short.decode.kv_bytes_per_step, rel=0.01)
+
+
+# --------------------------------------------------------------------------------------------- properties
+
+MODELS = st.sampled_from(["llama-3.2-1b", "qwen3-30b-a3b", "gemma-2-2b", "deepseek-v2-lite", "gpt-oss-20b",
+                          "falcon-7b", "qwen3.5-27b"])
+DEVICES = st.sampled_from(["h100", "4090", "m2-ultra", "mi300x", "epyc-9654", "a100"])
+
+
+@given(MODELS, DEVICES, st.floats(1.1, 10))
+def test_more_bandwidth_is_never_slower(model, device, factor):
+    hw = load_hardware(device)
+    fast = replace(hw, bandwidth_gbps=hw.bandwidth_gbps * factor)
+    a, b = predict(model, hw, gen=8), predict(model, fast, gen=8)
+    assert b.decode.tpot_floor_ms <= a.decode.tpot_floor_ms
+    assert b.decode.tpot_ms <= a.decode.tpot_ms
+    assert b.prefill.ttft_ms <= a.prefill.ttft_ms
+
+
+@given(MODELS, DEVICES, st.floats(2.0, 8.0), st.floats(2.0, 8.0))
+def test_fewer_bits_never_slower_decode(model, device, bpw_a, bpw_b):
+    assume(bpw_a < bpw_b)
+    lo = predict(model, device, weights=f"exl2-{bpw_a:.2f}", gen=8)
+    hi = predict(model, device, weights=f"exl2-{bpw_b:.2f}", gen=8)
+    assert lo.decode.tpot_floor_ms <= hi.decode.tpot_floor_ms
+    assert lo.decode.tpot_ms <= hi.decode.tpot_ms
+
+
+@pytest.mark.parametrize("chain", [["f32", "f16", "fp8", "nvfp4"], ["f16", "q8_0", "q4_k_m", "q2_k"]])
+def test_format_chains_get_faster(chain):
+    times = [predict("llama-3.1-8b", "h100", weights=f, gen=8).decode.tpot_floor_ms for f in chain]
+    assert times == sorted(times, reverse=True)
+
+
+@given(MODELS, DEVICES, st.integers(1, 64), st.integers(1, 4096), st.integers(1, 512))
+def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen):
+    p = predict(model, device, batch=batch, prompt=prompt, gen=gen)
+    assert p.decode.ceiling_tok_s >= p.decode.estimate_tok_s
+    assert p.decode.ceiling_throughput_tok_s >= p.decode.estimate_throughput_tok_s
+    assert p.prefill.ttft_floor_ms <= p.prefill.ttft_ms
+    for row in p.operators:
+        assert row.ceiling_ms <= row.estimate_ms + 1e-12
+
+
+@given(MODELS, DEVICES, st.integers(1, 4000), st.integers(1, 4000))
+def test_ttft_non_decreasing_in_prompt(model, device, p1, p2):
+    assume(p1 < p2)
+    a, b = predict(model, device, prompt=p1, gen=1), predict(model, device, prompt=p2, gen=1)
+    assert a.prefill.ttft_floor_ms <= b.prefill.ttft_floor_ms
+    assert a.prefill.ttft_ms <= b.prefill.ttft_ms
+
+
+@given(MODELS, DEVICES, st.integers(1, 128), st.integers(1, 128))
+def test_per_sequence_speed_non_increasing_in_batch(model, device, b1, b2):
+    assume(b1 < b2)
+    a, b = predict(model, device, batch=b1, gen=8), predict(model, device, batch=b2, gen=8)
+    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s
+    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s
+
+
+@given(MODELS, DEVICES, st.integers(0, 100_000), st.integers(0, 100_000))
+def test_per_sequence_speed_non_increasing_in_context(model, device, c1, c2):
+    assume(c1 < c2)
+    a, b = predict(model, device, context=c1, gen=4), predict(model, device, context=c2, gen=4)
+    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s
+    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s
+
+
+@given(MODELS, DEVICES, st.integers(1, 256), st.integers(1, 256))
+def test_aggregate_throughput_non_decreasing_in_batch_while_it_fits(model, device, b1, b2):
+    assume(b1 < b2)
+    a, b = predict(model, device, batch=b1, gen=8), predict(model, device, batch=b2, gen=8)
+    assume(b.memory.fits)
+    assert b.decode.ceiling_throughput_tok_s >= a.decode.ceiling_throughput_tok_s * (1 - 1e-9)
+    assert b.decode.estimate_throughput_tok_s >= a.decode.estimate_throughput_tok_s * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("field,value", [("batch", 0), ("batch", -1), ("prompt", 0), ("gen", 0), ("tp", 0),
+                                         ("context", -5), ("batch", 1.5)])
+def test_zero_or_negative_sizes_refused(field, value):
+    with pytest.raises(UserError, match=field):
+        predict("llama-3.2-1b", "h100", **{field: value})
+
+
+def test_result_serialises():
+    d = predict("gpt-oss-20b", "h100").to_dict()
+    for key in ("model", "hardware", "workload", "decode", "prefill", "memory", "operators"):
+        assert key in d
+    for key in ("ceiling_tok_s", "estimate_tok_s", "ceiling_throughput_tok_s", "estimate_throughput_tok_s",
+                "tpot_floor_ms", "tpot_ms", "bytes_per_step", "flops_per_step", "bound"):
+        assert key in d["decode"]
+    for key in ("weights_gb", "kv_cache_gb", "total_gb", "fits", "min_devices"):
+        assert key in d["memory"]
