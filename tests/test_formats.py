@@ -51,3 +51,15 @@ def test_kv_formats():
     assert kv_bits("fp8") == 8 and kv_bits("q8_0") == 8.5 and kv_bits("F16") == 16
     with pytest.raises(UserError, match="KV-cache format"):
         kv_bits("q2_k")
+
+
+@pytest.mark.parametrize("model,fmt,gib", [
+    # llama-bench file sizes quoted in shared/data/measurements/README.md
+    ("llama-2-7b", "f16", 12.55), ("llama-2-7b", "q8_0", 6.67), ("llama-2-7b", "q4_0", 3.56),
+    ("llama-3-8b", "q4_k_m", 4.58), ("llama-3-70b", "q4_k_m", 39.59),
+])
+def test_model_file_sizes_match_llama_bench(model, fmt, gib):
+    from llm_roofline.architecture import load_model
+    from llm_roofline.memory import weight_bytes
+
+    assert weight_bytes(load_model(model), load_format(fmt)) / 2**30 == pytest.approx(gib, rel=0.006)

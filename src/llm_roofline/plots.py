@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -49,7 +50,7 @@ def plot_roofline(p: Prediction, path: str | Path) -> Path:
     hw = p.hardware
     bw = hw.bandwidth_gbps * 1e9
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    xs = [10 ** (i / 20) for i in range(-40, 101)]  # 0.01 .. 1e5 FLOP/byte
+    xs = [10 ** (i / 20) for i in range(-20, 91)]  # 0.1 .. 3e4 FLOP/byte
     ax.plot(xs, [bw * x for x in xs], color="0.6", lw=1, ls=":", label=f"bandwidth {hw.bandwidth_gbps:,.0f} GB/s")
     styles = ["-", "--", "-."]
     for i, (dtype, tflops) in enumerate((k, v) for k, v in hw.peak_tflops.items()
@@ -63,11 +64,15 @@ def plot_roofline(p: Prediction, path: str | Path) -> Path:
         ax.annotate(f"ridge {ridge:,.0f}", (ridge, peak), textcoords="offset points", xytext=(4, -12), fontsize=7)
     for phase, marker, color in (("decode", "o", "tab:blue"), ("prefill", "^", "tab:red")):
         rows = [r for r in p.operators if r.phase == phase and r.flops > 0 and r.intensity_flop_per_byte]
+        labels: dict[tuple[float, float], list[str]] = {}  # operators at the same spot share one label
         for r in rows:
             achieved = r.flops / (r.estimate_ms / 1e3)
             ax.scatter(r.intensity_flop_per_byte, achieved, marker=marker, color=color, s=30, zorder=3)
-            ax.annotate(r.name, (r.intensity_flop_per_byte, achieved), textcoords="offset points", xytext=(4, 2),
-                        fontsize=6, color=color)
+            key = (round(math.log10(r.intensity_flop_per_byte), 1), round(math.log10(achieved), 1))
+            labels.setdefault(key, []).append(r.name)
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (10**x, 10**y), textcoords="offset points",
+                        xytext=(5, -10 if phase == "prefill" else 4), fontsize=6, color=color)
         ax.scatter([], [], marker=marker, color=color, label=f"{phase} operators (estimate)")
     ax.set_xscale("log")
     ax.set_yscale("log")
