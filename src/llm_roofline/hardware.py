@@ -99,12 +99,20 @@ class Hardware:
     def is_gpu_like(self) -> bool:
         return self.device_class in ("datacenter", "consumer")
 
+    @property
+    def half_accumulate_factor(self) -> float:
+        """GeForce cards run FP16/FP8 tensor math twice as fast when accumulating in FP16; the catalog records
+        the FP32-accumulate rate (hardware-notes.md, convention 2). A ceiling must not be beaten, so it takes
+        the faster rate; the estimate's compute efficiency then says how much of it an engine gets."""
+        return 2.0 if self.vendor == "NVIDIA" and self.category == "consumer_gpu" else 1.0
+
     def peak(self, dtype: str) -> tuple[float | None, str]:
         """(TFLOPS, dtype actually used): the first available rate in the dtype's fallback chain."""
         for candidate in PEAK_FALLBACK[dtype]:
             rate = self.peak_tflops.get(candidate)
             if rate:
-                return float(rate), candidate
+                factor = self.half_accumulate_factor if candidate in ("fp16", "fp8") else 1.0
+                return float(rate) * factor, candidate
         return None, dtype
 
     @property

@@ -1,0 +1,259 @@
+"""Engine efficiency profiles fitted to public measurements, and their honest (leave-one-source-out) error.
+
+A profile has four numbers with a physical meaning, used by the estimate in place of the device-class defaults:
+  bandwidth_efficiency   fraction of peak memory bandwidth the engine's decode kernels reach
+  compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
+  step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
+  prefill_overhead_us    fixed time per prefill pass (request admission, tokenisation, the first graph build)
+  allreduce_us           latency of one tensor-parallel all-reduce, on top of its bytes over the link
+  int8_compute_efficiency  fraction of the int8 peak reached by kernels that quantise activations to int8
+                         (llama.cpp's MMQ path for ggml formats), which sit much further below their peak
+Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
+the parameters its rows inform (decode rows: bandwidth and overhead; prefill rows: compute; tensor-parallel rows:
+all-reduce latency) and inherits the rest. The objective is the mean absolute log error of the estimate over the
+level's rows, minimised by coordinate descent on bounded grids: a few parameters, no per-row or per-model constant.
+Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per engine family and metric kind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .validate import METRICS, TIME_METRICS, Measurement, RowModel
+
+PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
+          "prefill_overhead_us")
+BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
+          "allreduce_us": (0.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0)}
+DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 20.0,
+           "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0}
+# NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
+FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
+MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
+DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
+
+
+def family(engine: str) -> str:
+    return FAMILIES.get(engine, engine.split("-")[0]) if engine else "default"
+
+
+def metric_kind(metric: str) -> str:
+    return "decode" if metric in DECODE_KIND else "prefill"
+
+
+@dataclass(frozen=True)
+class Profile:
+    bandwidth_efficiency: float
+    compute_efficiency: float
+    step_overhead_us: float
+    allreduce_us: float
+    int8_compute_efficiency: float
+    prefill_overhead_us: float
+    rows: int = 0  # rows it was fitted on (0: inherited or default)
+
+    def params(self) -> tuple[float, ...]:
+        return tuple(getattr(self, name) for name in PARAMS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- vectorised rows
+
+
+class RowSet:
+    """All rows' per-operator times in flat arrays: the estimate of every row for per-row parameters at once."""
+
+    def __init__(self, models: list[RowModel]):
+        self.models = models
+        self.n = n = len(models)
+        d_tc, d_tm, d_w, d_seg, d_i8, p_tc, p_tm, p_seg, p_i8 = [], [], [], [], [], [], [], [], []
+        self.pipeline = np.ones(n)
+        self.d_link, self.d_ar = np.zeros(n), np.zeros(n)
+        self.p_link, self.p_ar = np.zeros(n), np.zeros(n)
+        for r, rm in enumerate(models):
+            for s in rm.decode:
+                k = len(rm.decode)
+                d_tc.append(s.t_compute)
+                d_tm.append(s.t_memory)
+                d_w.append(np.full(len(s.t_compute), 1 / k))
+                d_seg.append(np.full(len(s.t_compute), r))
+                d_i8.append(s.int8)
+                self.d_link[r] += s.t_link / k
+                self.d_ar[r] += s.allreduces / k
+            if rm.prefill is not None:
+                p_tc.append(rm.prefill.t_compute)
+                p_tm.append(rm.prefill.t_memory)
+                p_seg.append(np.full(len(rm.prefill.t_compute), r))
+                p_i8.append(rm.prefill.int8)
+                self.pipeline[r] = rm.prefill.pipeline
+                self.p_link[r] = rm.prefill.t_link
+                self.p_ar[r] = rm.prefill.allreduces
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
+        self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
+        self.d_i8, self.p_i8 = cat(d_i8).astype(bool), cat(p_i8).astype(bool)
+        ms = [rm.m for rm in models]
+        self.metric = np.array([METRICS.index(m.metric) for m in ms])
+        self.batch = np.array([m.batch for m in ms], dtype=float)
+        self.prompt = np.array([m.prompt_tokens for m in ms], dtype=float)
+        self.gen = np.array([m.gen_tokens or 1 for m in ms], dtype=float)
+        self.measured = np.array([m.value for m in ms])
+        self.tensor = np.array([m.parallel == "tensor" for m in ms])
+
+    def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
+        """params: (n, len(PARAMS)) per row -> the metric each row reports."""
+        bw, c, ov, ar, c8, pov = (params[:, i] for i in range(len(PARAMS)))
+        ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
+        d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
+        d_op = np.maximum(self.d_tc / d_c, self.d_tm / bw[self.d_seg]) * self.d_w
+        step = np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + ov
+        p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
+        p_op = np.maximum(self.p_tc / p_c, self.p_tm / bw[self.p_seg])
+        ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + pov
+        if ceiling:
+            ttft = ttft / self.pipeline
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table = [1 / step, self.batch / step, self.batch * self.prompt / ttft, ttft * 1e3, step * 1e3,
+                     self.batch * self.gen / (ttft + (self.gen - 1) * step)]
+        return np.choose(self.metric, table)
+
+    def ceilings(self) -> np.ndarray:
+        return self.values(np.tile([1.0, 1.0, 0.0, 0.0, 1.0, 0.0], (self.n, 1)), ceiling=True)
+
+
+def log_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    return np.abs(np.log(pred / measured))
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+
+
+def _fit_level(rows: RowSet, idx: np.ndarray, start: Profile, balance: bool = False) -> Profile:
+    """Coordinate descent of the parameters these rows inform, from the parent's profile. With balance, every
+    engine family weighs the same (the default profile describes a typical engine, not the most measured one)."""
+    sub_metrics = rows.metric[idx]
+    active = []
+    if np.isin(sub_metrics, [METRICS.index(m) for m in DECODE_KIND + ("throughput_tok_s",)]).any():
+        active += ["bandwidth_efficiency", "step_overhead_us"]
+    prefill_rows = np.isin(sub_metrics, [METRICS.index(m) for m in ("prefill_tok_s", "ttft_ms", "throughput_tok_s")])
+    if prefill_rows.any():
+        active += ["prefill_overhead_us"]
+        uses_int8 = np.isin(rows.p_seg, idx[prefill_rows])
+        if (rows.p_i8 & uses_int8).any():
+            active += ["int8_compute_efficiency"]
+        if (~rows.p_i8 & uses_int8 & (rows.p_tc > rows.p_tm)).any():
+            active += ["compute_efficiency"]
+    if rows.tensor[idx].any():
+        active += ["allreduce_us"]
+    theta = dict(zip(PARAMS, start.params()))
+
+    def loss(th: dict) -> float:
+        p = np.tile([th[k] for k in PARAMS], (rows.n, 1))
+        pred = rows.values(p)[idx]
+        err = log_errors(pred, rows.measured[idx])
+        # each metric kind (and with balance each family) counts equally: many rows of one kind do not drown
+        # the others
+        parts = []
+        for group in groups:
+            for k in ("decode", "prefill"):
+                e = err[group & kind_masks[k]]
+                if len(e):
+                    parts.append(e.mean())
+        return float(np.mean(parts))
+
+    kind_masks = {k: np.isin(sub_metrics, [METRICS.index(m) for m in METRICS if metric_kind(m) == k])
+                  for k in ("decode", "prefill")}
+    fams = np.array([family(rows.models[i].m.engine) for i in idx])
+    groups = [fams == f for f in sorted(set(fams))] if balance else [np.ones(len(idx), dtype=bool)]
+
+    best = loss(theta)
+    for _ in range(4):
+        improved = False
+        for name in active:
+            lo, hi = BOUNDS[name]
+            grid = np.linspace(lo, hi, 41) if name.endswith("efficiency") else np.concatenate(
+                [[0.0], np.geomspace(1.0, hi, 60)])
+            for value in grid:
+                trial = {**theta, name: float(value)}
+                value_loss = loss(trial)
+                if value_loss < best - 1e-12:
+                    best, theta, improved = value_loss, trial, True
+        if not improved:
+            break
+    return Profile(**theta, rows=len(idx))
+
+
+def fit_profiles(rows: RowSet, train: np.ndarray | None = None) -> dict[str, Profile]:
+    """default -> families -> engines, each level fitted on its training rows."""
+    train = np.arange(rows.n) if train is None else train
+    engines = np.array([rm.m.engine for rm in rows.models])
+    base = Profile(**DEFAULT)
+    profiles = {"default": _fit_level(rows, train, base, balance=True)}
+    for fam in sorted({family(e) for e in engines[train]}):
+        idx = train[np.array([family(e) == fam for e in engines[train]])]
+        profiles[fam] = _fit_level(rows, idx, profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
+    for eng in sorted(set(engines[train])):
+        idx = train[engines[train] == eng]
+        parent = profiles[family(eng)]
+        profiles[eng] = _fit_level(rows, idx, parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
+    return profiles
+
+
+def lookup(profiles: dict[str, Profile], engine: str | None) -> tuple[str, Profile]:
+    """The most specific profile known for an engine: itself, its family, or the default."""
+    for key in (engine or "", family(engine or ""), "default"):
+        if key in profiles:
+            return key, profiles[key]
+    raise KeyError("profiles have no default entry")
+
+
+def row_params(rows: RowSet, profiles: dict[str, Profile]) -> np.ndarray:
+    return np.array([lookup(profiles, rm.m.engine)[1].params() for rm in rows.models])
+
+
+def leave_one_source_out(rows: RowSet) -> np.ndarray:
+    """Each row's estimate from profiles fitted without the row's own source."""
+    groups = np.array([rm.m.source_group for rm in rows.models])
+    pred = np.zeros(rows.n)
+    for g in sorted(set(groups)):
+        held = np.where(groups == g)[0]
+        profiles = fit_profiles(rows, np.where(groups != g)[0])
+        pred[held] = rows.values(row_params(rows, profiles))[held]
+    return pred
+
+
+def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """10th-90th percentile of measured/estimate per engine family and metric kind (and overall)."""
+    ratio = rows.measured / pred
+    time_metric = np.isin(rows.metric, [METRICS.index(m) for m in TIME_METRICS])
+    speed_ratio = np.where(time_metric, 1 / ratio, ratio)  # as a speed: > 1 means faster than estimated
+    out: dict[str, dict[str, list[float]]] = {}
+    fams = np.array([family(rm.m.engine) for rm in rows.models])
+    kinds = np.array([metric_kind(rm.m.metric) for rm in rows.models])
+    for fam in [*sorted(set(fams)), "default"]:
+        for kind in ("decode", "prefill"):
+            sel = (kinds == kind) & ((fams == fam) if fam != "default" else True)
+            if sel.sum() >= 5:
+                out.setdefault(fam, {})[kind] = [float(np.percentile(speed_ratio[sel], 10)),
+                                                 float(np.percentile(speed_ratio[sel], 90))]
+    return out
+
+
+def save_profiles(path: Path, profiles: dict[str, Profile], ranges: dict, meta: dict) -> None:
+    data = {"meta": meta, "profiles": {k: v.to_dict() for k, v in profiles.items()}, "ranges": ranges}
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def load_profiles(path: Path) -> tuple[dict[str, Profile], dict, dict]:
+    data = json.loads(path.read_text())
+    return ({k: Profile(**v) for k, v in data["profiles"].items()}, data.get("ranges", {}), data.get("meta", {}))
+
+
+__all__ = ["Profile", "RowSet", "fit_profiles", "leave_one_source_out", "lookup", "residual_ranges", "row_params",
+           "save_profiles", "load_profiles", "family", "metric_kind", "log_errors", "Measurement", "math"]

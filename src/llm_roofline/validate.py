@@ -1,0 +1,327 @@
+"""Predicted against measured: public measurements (CSV) predicted row by row, with the error shown.
+
+Each row is predicted from the row alone: its per-device bandwidth, fp16 rate and memory (a catalog
+`hardware_id` adds the device's other peaks and its class), devices and parallel mode, model, formats, batch and
+lengths, and the engine (whose efficiency profile the estimate uses). Column meanings: shared/data/measurements/
+README.md, shipped as the default data (`catalog/measurements_dev.csv`).
+
+For speed the operators of every step a row needs are timed once at 100% efficiency; the ceiling and every
+estimate are then sums of max(t_compute / eta_c, t_memory / eta_bw) over those operators plus overheads, which is
+what `calibrate` evaluates thousands of times while fitting engine profiles.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import catalog
+from .architecture import load_model
+from .errors import UserError
+from .formats import kv_bits, load_format
+from .hardware import Hardware, load_hardware
+from .memory import GB, memory_budget
+from .ops import Step, step_ops
+from .roofline import DECODE_SAMPLES, Efficiency, time_op
+
+REQUIRED = ("source", "engine", "hardware", "bandwidth_gbps", "devices", "parallel", "model", "weights", "batch",
+            "prompt_tokens", "kv_depth", "gen_tokens", "metric", "value")
+OPTIONAL = ("hardware_id", "fp16_tflops", "memory_gb", "kv_cache", "flash_attention", "notes")
+METRICS = ("decode_tok_s", "decode_throughput_tok_s", "prefill_tok_s", "ttft_ms", "tpot_ms", "throughput_tok_s")
+TIME_METRICS = ("ttft_ms", "tpot_ms")
+# A row whose device has no stated fp16 rate and no catalog record gets this fp16 ridge point (FLOP per byte):
+# the upper end of the catalog's consumer GPUs (RTX 3090 76, 5090 117, 7900 XTX 128, 4080 136, 4090 164), so
+# that the ceiling stays a bound. NVIDIA cards get int8 at 4x that rate (Ampere and Ada GeForce: int8 dense =
+# 4 x the FP32-accumulate fp16 rate); other vendors int8 = fp16.
+DEFAULT_RIDGE = 160.0
+CEILING_TOLERANCE = 0.03
+# "A100 80GB" / "H100 80GB" without SXM or PCIe: take the faster variant's figures (documented default).
+FORM_FACTOR_UNSTATED = {"A100 80GB": "nvidia-a100-sxm4-80gb", "H100 80GB": "nvidia-h100-sxm5-80gb"}  # measured faster than the ceiling by more than 3% is a violation
+
+
+@dataclass(frozen=True)
+class Measurement:
+    line: int  # line number in the CSV (header = 1)
+    source: str
+    engine: str
+    hardware: str
+    hardware_id: str
+    bandwidth_gbps: float
+    fp16_tflops: float | None
+    memory_gb: float | None
+    devices: int
+    parallel: str
+    model: str
+    weights: str
+    kv_cache: str
+    batch: int
+    prompt_tokens: int
+    kv_depth: int
+    gen_tokens: int | None
+    metric: str
+    value: float
+    flash_attention: str
+    defaults_used: tuple[str, ...] = ()
+
+    @property
+    def source_group(self) -> str:
+        return source_group(self.source)
+
+
+def source_group(source: str) -> str:
+    """One publication: a URL up to its page, or a repository name (owner/repo)."""
+    m = re.match(r"https?://[^/]+(/[^/?#\s]+){0,4}", source)
+    if m:
+        return m.group(0)
+    return source.split()[0] if source.split() else source
+
+
+@dataclass(frozen=True)
+class Skipped:
+    line: int
+    reason: str
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
+    """Rows that can be predicted, and the rest with the reason; never a silent drop."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"measurements file {str(path)!r} does not exist")
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            missing = [c for c in REQUIRED if c not in header]
+            if missing:
+                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the columns are described in "
+                                "shared/data/measurements/README.md")
+            raw = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: not a readable CSV ({exc})") from None
+    rows, skipped = [], []
+    for i, rec in enumerate(raw, start=2):
+        try:
+            rows.append(_parse(rec, i))
+        except UserError as exc:
+            skipped.append(Skipped(i, str(exc)))
+    return rows, skipped
+
+
+def _number(rec: dict, key: str, kind=float, required: bool = True, minimum: float | None = None):
+    text = (rec.get(key) or "").strip()
+    if not text:
+        if required:
+            raise UserError(f"empty {key}")
+        return None
+    try:
+        value = kind(float(text)) if kind is int else kind(text)
+    except ValueError:
+        raise UserError(f"{key} {text!r} is not a number") from None
+    if kind is int and float(text) != int(float(text)):
+        raise UserError(f"{key} {text!r} is not a whole number")
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        raise UserError(f"{key} {text!r} is out of range")
+    return value
+
+
+def _parse(rec: dict, line: int) -> Measurement:
+    defaults: list[str] = []
+    metric = (rec.get("metric") or "").strip()
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    model = (rec.get("model") or "").strip()
+    if model not in catalog.model_ids():
+        load_model(model)  # raises with the closest names
+    weights = (rec.get("weights") or "").strip()
+    load_format(weights)
+    kv = (rec.get("kv_cache") or "").strip()
+    if kv:
+        kv_bits(kv)
+    else:
+        defaults.append("kv_cache f16")
+    parallel = (rec.get("parallel") or "none").strip()
+    if parallel not in ("none", "tensor", "layer"):
+        raise UserError(f"parallel must be none, tensor or layer, got {parallel!r}")
+    hid = (rec.get("hardware_id") or "").strip()
+    bandwidth = _number(rec, "bandwidth_gbps", required=False, minimum=1e-9)
+    if bandwidth is None and not hid:
+        for family, fallback in FORM_FACTOR_UNSTATED.items():
+            if family in rec.get("hardware", "") and "form factor not stated" in rec.get("hardware", ""):
+                hid = fallback
+                defaults.append(f"form factor not stated: {fallback} (the faster variant, so the ceiling stays "
+                                "a bound)")
+    if bandwidth is None:
+        if not hid:
+            raise UserError("bandwidth_gbps empty and no hardware_id: the device's bandwidth is not stated")
+        bandwidth = load_hardware(hid).bandwidth_gbps
+        defaults.append("bandwidth from the catalog")
+    gen = _number(rec, "gen_tokens", int, required=False, minimum=0)
+    if gen is None and metric in ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms"):
+        defaults.append("gen_tokens empty: steady decode at kv_depth")
+    if metric == "throughput_tok_s" and not gen:
+        raise UserError("throughput_tok_s needs gen_tokens")
+    prompt = _number(rec, "prompt_tokens", int, required=False, minimum=0)
+    if prompt is None:
+        defaults.append("prompt_tokens empty: 0")
+    depth = _number(rec, "kv_depth", int, required=False, minimum=0)
+    if depth is None:
+        defaults.append("kv_depth empty: 0")
+    if metric in ("prefill_tok_s", "ttft_ms", "throughput_tok_s") and not prompt:
+        raise UserError(f"{metric} needs prompt_tokens > 0")
+    return Measurement(
+        line=line, source=rec.get("source", ""), engine=(rec.get("engine") or "").strip().lower(),
+        hardware=rec.get("hardware", ""), hardware_id=hid, bandwidth_gbps=bandwidth,
+        fp16_tflops=_number(rec, "fp16_tflops", required=False, minimum=1e-9),
+        memory_gb=_number(rec, "memory_gb", required=False, minimum=1e-9),
+        devices=_number(rec, "devices", int, minimum=1), parallel=parallel, model=model, weights=weights,
+        kv_cache=kv or "f16", batch=_number(rec, "batch", int, minimum=1), prompt_tokens=prompt or 0,
+        kv_depth=depth or 0, gen_tokens=gen, metric=metric, value=_number(rec, "value", minimum=1e-12),
+        flash_attention=(rec.get("flash_attention") or "unknown").strip(), defaults_used=tuple(defaults),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+
+_CLASS_WORDS = (("apple", "apple_soc"), ("m1", "apple_soc"), ("m2", "apple_soc"), ("m3", "apple_soc"),
+                ("m4", "apple_soc"), ("rtx", "consumer_gpu"), ("gtx", "consumer_gpu"), ("radeon", "consumer_gpu"),
+                ("rx ", "consumer_gpu"), ("arc", "consumer_gpu"), ("titan", "consumer_gpu"),
+                ("quadro", "workstation_gpu"), ("instinct", "datacenter_gpu"), ("mi", "datacenter_gpu"))
+
+
+def row_hardware(m: Measurement) -> Hardware:
+    """The device as the row states it; a catalog id adds its other figures; gaps get stated defaults."""
+    if m.hardware_id:
+        base = load_hardware(m.hardware_id)
+    else:
+        name = m.hardware.lower()
+        category = next((c for word, c in _CLASS_WORDS if word in name), "datacenter_gpu")
+        vendor = "NVIDIA" if "nvidia" in name or "geforce" in name else ""
+        base = Hardware(id=f"row:{m.hardware}", name=m.hardware, category=category, memory_gb=m.memory_gb or 1e6,
+                        bandwidth_gbps=m.bandwidth_gbps, peak_tflops={}, vendor=vendor)
+    peaks = dict(base.peak_tflops)
+    if m.fp16_tflops:
+        peaks["fp16"] = m.fp16_tflops
+    elif not peaks.get("fp16"):
+        peaks["fp16"] = DEFAULT_RIDGE * m.bandwidth_gbps / 1e3
+    if not m.hardware_id and base.category != "apple_soc":
+        peaks.setdefault("int8", peaks["fp16"] * (4 if base.vendor == "NVIDIA" else 1))
+    memory = m.memory_gb or base.memory_gb
+    if m.parallel == "layer":
+        memory *= m.devices  # the layers are spread over the devices
+    return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory)
+
+
+# ---------------------------------------------------------------------------------------------------- row models
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Per-operator times of one step at 100% efficiency, as arrays: evaluate any efficiency cheaply."""
+
+    t_compute: np.ndarray
+    t_memory: np.ndarray
+    int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
+    t_link: float
+    allreduces: int
+    pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
+
+    def time(self, eta_bw: float, eta_c: float, overhead_s: float, allreduce_s: float, eta_int8: float | None = None,
+             ceiling: bool = False) -> float:
+        eta = np.where(self.int8, eta_c if eta_int8 is None else eta_int8, eta_c)
+        t = float(np.maximum(self.t_compute / eta, self.t_memory / eta_bw).sum()
+                  + self.t_link / eta_bw + self.allreduces * allreduce_s + overhead_s)
+        return t / self.pipeline if ceiling else t
+
+
+@dataclass(frozen=True)
+class RowModel:
+    m: Measurement
+    prefill: StepTimes | None
+    decode: tuple[StepTimes, ...]  # samples over the decode run; their mean is the step time
+    fits: bool
+    min_devices: int | None
+
+    def value(self, eta_bw: float, eta_c: float, overhead_us: float, allreduce_us: float,
+              eta_int8: float | None = None, prefill_overhead_us: float | None = None) -> float:
+        """The row's metric under these efficiencies."""
+        o, a, m = overhead_us * 1e-6, allreduce_us * 1e-6, self.m
+        po = o if prefill_overhead_us is None else prefill_overhead_us * 1e-6
+        if self.decode:
+            step = sum(s.time(eta_bw, eta_c, o, a, eta_int8) for s in self.decode) / len(self.decode)
+        if self.prefill is not None:
+            ttft = self.prefill.time(eta_bw, eta_c, po, a, eta_int8)
+        if m.metric == "decode_tok_s":
+            return 1 / step
+        if m.metric == "decode_throughput_tok_s":
+            return m.batch / step
+        if m.metric == "tpot_ms":
+            return step * 1e3
+        if m.metric == "prefill_tok_s":
+            return m.batch * m.prompt_tokens / ttft
+        if m.metric == "ttft_ms":
+            return ttft * 1e3
+        return m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)  # throughput_tok_s
+
+    def ceiling(self) -> float:
+        """Datasheet peaks, no overhead, and a layer-split prefill perfectly pipelined over its devices."""
+        m = self.m
+        step = sum(s.time(1, 1, 0, 0, ceiling=True) for s in self.decode) / len(self.decode) if self.decode else 0
+        ttft = self.prefill.time(1, 1, 0, 0, ceiling=True) if self.prefill is not None else 0
+        return {"decode_tok_s": lambda: 1 / step, "decode_throughput_tok_s": lambda: m.batch / step,
+                "tpot_ms": lambda: step * 1e3, "prefill_tok_s": lambda: m.batch * m.prompt_tokens / ttft,
+                "ttft_ms": lambda: ttft * 1e3,
+                "throughput_tok_s": lambda: m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)}[m.metric]()
+
+
+def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
+    unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
+    tc, tm, int8, link, ars = [], [], [], 0.0, 0
+    for op in step_ops(spec, fmt, bits, step):
+        ceiling, _, t_c, t_m, dtype = time_op(op, hw, unit)
+        if op.kind == "allreduce":
+            link += op.count * ceiling
+            ars += op.count
+        else:
+            tc.append(op.count * t_c)
+            tm.append(op.count * t_m)
+            int8.append(dtype == "int8")
+    return StepTimes(np.array(tc), np.array(tm), np.array(int8, dtype=bool), link, ars)
+
+
+def row_model(m: Measurement) -> RowModel:
+    spec = load_model(m.model)
+    fmt = load_format(m.weights)
+    bits = kv_bits(m.kv_cache)
+    hw = row_hardware(m)
+    tp = m.devices if m.parallel == "tensor" else 1
+    prefill = None
+    if m.metric in ("prefill_tok_s", "ttft_ms", "throughput_tok_s"):
+        # A request's time to first token is its own prompt's prefill: with a batch (or client concurrency)
+        # above one, servers interleave arrivals, and any queueing on top is not modelled.
+        prompts = 1 if m.metric == "ttft_ms" else m.batch
+        prefill = _step_times(spec, fmt, bits, Step(prompts, m.prompt_tokens, m.kv_depth, tp), hw)
+        if m.parallel == "layer":  # devices holding successive layers could pipeline a prompt's micro-batches
+            prefill = replace(prefill, pipeline=m.devices)
+    decode: list[StepTimes] = []
+    if m.metric in ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms", "throughput_tok_s"):
+        start = m.kv_depth + (m.prompt_tokens if m.metric == "throughput_tok_s" else 0)
+        gen = m.gen_tokens or 1
+        samples = min(gen, DECODE_SAMPLES)
+        decode = [_step_times(spec, fmt, bits, Step(m.batch, 1, start + (k + 0.5) * gen / samples, tp), hw)
+                  for k in range(samples)]
+    length = m.kv_depth + m.prompt_tokens + (m.gen_tokens or 0)
+    mem = memory_budget(spec, fmt, bits, m.batch, max(m.prompt_tokens, 1), length, tp, hw.memory_gb,
+                        hw.defaults.runtime_overhead_gb)
+    return RowModel(m, prefill, tuple(decode), mem.fits, mem.min_devices)
+
+
+__all__ = ["Measurement", "Skipped", "RowModel", "read_measurements", "row_model", "row_hardware", "source_group",
+           "METRICS", "TIME_METRICS", "CEILING_TOLERANCE", "GB", "asdict"]
