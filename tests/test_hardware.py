@@ -40,6 +40,10 @@ def test_peak_fallbacks():
     m2 = load_hardware("m2-ultra")
     assert m2.peak("int8") == (27.2, "fp16")
     assert load_hardware("m5").peak("fp16") == (None, "fp16")
+    # GeForce: the catalog's fp16 is the fp32-accumulate rate; the physical peak (fp16 accumulate) is twice it
+    assert load_hardware("4090").peak("fp16") == (2 * 165.2, "fp16")
+    assert load_hardware("4090").peak("int8") == (660.6, "int8")
+    assert load_hardware("rtx-6000-ada").peak("fp16") == (364.2, "fp16")  # pro cards: full rate already
 
 
 def test_unknown_device_names_closest():
