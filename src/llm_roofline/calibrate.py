@@ -5,7 +5,10 @@ A profile has four numbers with a physical meaning, used by the estimate in plac
   compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
   step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
   prefill_overhead_us    fixed time per prefill pass (request admission, tokenisation, the first graph build)
-  allreduce_us           latency of one tensor-parallel all-reduce, on top of its bytes over the link
+  allreduce_us           latency of one tensor-parallel all-reduce over a scale-up link (NVLink, Infinity
+                         Fabric), on top of its bytes over the link; allreduce_pcie_us the same over PCIe
+  bw_factor_8bit, bw_factor_4bit  multipliers of the bandwidth efficiency for 8-bit and <= 6-bit weight formats,
+                         whose decode kernels spend time dequantising (fitted across engines only)
   int8_compute_efficiency  fraction of the int8 peak reached by kernels that quantise activations to int8
                          (llama.cpp's MMQ path for ggml formats), which sit much further below their peak
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
@@ -24,14 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .validate import METRICS, TIME_METRICS, Measurement, RowModel
+from .validate import METRICS, TIME_METRICS, Measurement, RowModel, format_class
 
 PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
-          "prefill_overhead_us")
+          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit")
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (0.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0)}
+          "allreduce_us": (0.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+          "allreduce_pcie_us": (0.0, 3000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25)}
+LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit")
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 20.0,
-           "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0}
+           "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 50.0,
+           "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0}
 # NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
 FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
@@ -54,6 +60,9 @@ class Profile:
     allreduce_us: float
     int8_compute_efficiency: float
     prefill_overhead_us: float
+    allreduce_pcie_us: float
+    bw_factor_8bit: float
+    bw_factor_4bit: float
     rows: int = 0  # rows it was fitted on (0: inherited or default)
 
     def params(self) -> tuple[float, ...]:
@@ -105,10 +114,15 @@ class RowSet:
         self.gen = np.array([m.gen_tokens or 1 for m in ms], dtype=float)
         self.measured = np.array([m.value for m in ms])
         self.tensor = np.array([m.parallel == "tensor" for m in ms])
+        self.fmt_class = np.array([format_class(m.weights) for m in ms])
+        self.pcie = np.array([bool((rm.decode and rm.decode[0].pcie) or (rm.prefill is not None and rm.prefill.pcie))
+                              for rm in models])
 
     def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
         """params: (n, len(PARAMS)) per row -> the metric each row reports."""
-        bw, c, ov, ar, c8, pov = (params[:, i] for i in range(len(PARAMS)))
+        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4 = (params[:, i] for i in range(len(PARAMS)))
+        bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4])
+        ar = np.where(self.pcie, ar_pcie, ar)
         ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
         d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
         d_op = np.maximum(self.d_tc / d_c, self.d_tm / bw[self.d_seg]) * self.d_w
@@ -124,7 +138,7 @@ class RowSet:
         return np.choose(self.metric, table)
 
     def ceilings(self) -> np.ndarray:
-        return self.values(np.tile([1.0, 1.0, 0.0, 0.0, 1.0, 0.0], (self.n, 1)), ceiling=True)
+        return self.values(np.tile([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0], (self.n, 1)), ceiling=True)
 
 
 def log_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -149,8 +163,15 @@ def _fit_level(rows: RowSet, idx: np.ndarray, start: Profile, balance: bool = Fa
             active += ["int8_compute_efficiency"]
         if (~rows.p_i8 & uses_int8 & (rows.p_tc > rows.p_tm)).any():
             active += ["compute_efficiency"]
-    if rows.tensor[idx].any():
+    if (rows.tensor[idx] & ~rows.pcie[idx]).any():
         active += ["allreduce_us"]
+    if (rows.tensor[idx] & rows.pcie[idx]).any():
+        active += ["allreduce_pcie_us"]
+    # Dequantisation costs are fitted across engines only: one engine's sources rarely hold the same model in
+    # several formats, so a per-engine factor would fit a source's quirks rather than the kernels.
+    for cls, name in ((1, "bw_factor_8bit"), (2, "bw_factor_4bit")):
+        if balance and (rows.fmt_class[idx] == cls).any() and (rows.fmt_class[idx] == 0).any():
+            active += [name]
     theta = dict(zip(PARAMS, start.params()))
 
     def loss(th: dict) -> float:
@@ -177,8 +198,7 @@ def _fit_level(rows: RowSet, idx: np.ndarray, start: Profile, balance: bool = Fa
         improved = False
         for name in active:
             lo, hi = BOUNDS[name]
-            grid = np.linspace(lo, hi, 41) if name.endswith("efficiency") else np.concatenate(
-                [[0.0], np.geomspace(1.0, hi, 60)])
+            grid = np.linspace(lo, hi, 41) if name in LINEAR else np.concatenate([[0.0], np.geomspace(1.0, hi, 60)])
             for value in grid:
                 trial = {**theta, name: float(value)}
                 value_loss = loss(trial)

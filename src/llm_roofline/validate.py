@@ -67,6 +67,7 @@ class Measurement:
     value: float
     flash_attention: str
     defaults_used: tuple[str, ...] = ()
+    notes: str = ""
 
     @property
     def source_group(self) -> str:
@@ -185,6 +186,7 @@ def _parse(rec: dict, line: int) -> Measurement:
         kv_cache=kv or "f16", batch=_number(rec, "batch", int, minimum=1), prompt_tokens=prompt or 0,
         kv_depth=depth or 0, gen_tokens=gen, metric=metric, value=_number(rec, "value", minimum=1e-12),
         flash_attention=(rec.get("flash_attention") or "unknown").strip(), defaults_used=tuple(defaults),
+        notes=rec.get("notes") or "",
     )
 
 
@@ -216,7 +218,8 @@ def row_hardware(m: Measurement) -> Hardware:
     memory = m.memory_gb or base.memory_gb
     if m.parallel == "layer":
         memory *= m.devices  # the layers are spread over the devices
-    return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory)
+    link = None if "no nvlink" in m.notes.lower() else base.link_gbps_bidir  # the row says it ran over PCIe
+    return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory, link_gbps_bidir=link)
 
 
 # ---------------------------------------------------------------------------------------------------- row models
@@ -231,7 +234,8 @@ class StepTimes:
     int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
     t_link: float
     allreduces: int
-    pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
+    pipeline: int = 1
+    pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)  # devices that can overlap this step (layer split): the ceiling divides by it
 
     def time(self, eta_bw: float, eta_c: float, overhead_s: float, allreduce_s: float, eta_int8: float | None = None,
              ceiling: bool = False) -> float:
@@ -281,6 +285,12 @@ class RowModel:
                 "throughput_tok_s": lambda: m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)}[m.metric]()
 
 
+def format_class(fmt_id: str) -> int:
+    """Kernel families by dequantisation work: 0 16/32-bit floats, 1 8-bit (fp8, int8, q8_0), 2 six bits or fewer."""
+    bits = load_format(fmt_id).bits
+    return 0 if bits >= 16 else 1 if bits >= 8 else 2
+
+
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
     unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
     tc, tm, int8, link, ars = [], [], [], 0.0, 0
@@ -293,7 +303,8 @@ def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
             tc.append(op.count * t_c)
             tm.append(op.count * t_m)
             int8.append(dtype == "int8")
-    return StepTimes(np.array(tc), np.array(tm), np.array(int8, dtype=bool), link, ars)
+    return StepTimes(np.array(tc), np.array(tm), np.array(int8, dtype=bool), link, ars,
+                     pcie=not hw.link_gbps_bidir)
 
 
 def row_model(m: Measurement) -> RowModel:
