@@ -1,6 +1,6 @@
 """Engine efficiency profiles fitted to public measurements, and their honest (leave-one-source-out) error.
 
-A profile has four numbers with a physical meaning, used by the estimate in place of the device-class defaults:
+A profile has nine numbers with a physical meaning, used by the estimate in place of the device-class defaults:
   bandwidth_efficiency   fraction of peak memory bandwidth the engine's decode kernels reach
   compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
   step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
@@ -21,16 +21,13 @@ Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .validate import METRICS, TIME_METRICS, Measurement, RowModel, format_class
+from .engines import PARAMS, Profile, family, format_class, lookup, metric_kind
+from .validate import METRICS, TIME_METRICS, RowModel
 
-PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
-          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit")
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
           "allreduce_us": (0.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
           "allreduce_pcie_us": (0.0, 3000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25)}
@@ -38,38 +35,8 @@ LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 20.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 50.0,
            "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0}
-# NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
-FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
 DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
-
-
-def family(engine: str) -> str:
-    return FAMILIES.get(engine, engine.split("-")[0]) if engine else "default"
-
-
-def metric_kind(metric: str) -> str:
-    return "decode" if metric in DECODE_KIND else "prefill"
-
-
-@dataclass(frozen=True)
-class Profile:
-    bandwidth_efficiency: float
-    compute_efficiency: float
-    step_overhead_us: float
-    allreduce_us: float
-    int8_compute_efficiency: float
-    prefill_overhead_us: float
-    allreduce_pcie_us: float
-    bw_factor_8bit: float
-    bw_factor_4bit: float
-    rows: int = 0  # rows it was fitted on (0: inherited or default)
-
-    def params(self) -> tuple[float, ...]:
-        return tuple(getattr(self, name) for name in PARAMS)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------- vectorised rows
@@ -148,50 +115,39 @@ def log_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- fitting
 
 
-def _fit_level(rows: RowSet, idx: np.ndarray, start: Profile, balance: bool = False) -> Profile:
+def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     """Coordinate descent of the parameters these rows inform, from the parent's profile. With balance, every
     engine family weighs the same (the default profile describes a typical engine, not the most measured one)."""
-    sub_metrics = rows.metric[idx]
+    decode_ids = [METRICS.index(m) for m in DECODE_KIND + ("throughput_tok_s",)]
+    prefill_ids = [METRICS.index(m) for m in ("prefill_tok_s", "ttft_ms", "throughput_tok_s")]
     active = []
-    if np.isin(sub_metrics, [METRICS.index(m) for m in DECODE_KIND + ("throughput_tok_s",)]).any():
+    if np.isin(rows.metric, decode_ids).any():
         active += ["bandwidth_efficiency", "step_overhead_us"]
-    prefill_rows = np.isin(sub_metrics, [METRICS.index(m) for m in ("prefill_tok_s", "ttft_ms", "throughput_tok_s")])
-    if prefill_rows.any():
+    if np.isin(rows.metric, prefill_ids).any():
         active += ["prefill_overhead_us"]
-        uses_int8 = np.isin(rows.p_seg, idx[prefill_rows])
-        if (rows.p_i8 & uses_int8).any():
+        if rows.p_i8.any():
             active += ["int8_compute_efficiency"]
-        if (~rows.p_i8 & uses_int8 & (rows.p_tc > rows.p_tm)).any():
+        if (~rows.p_i8 & (rows.p_tc > rows.p_tm)).any():
             active += ["compute_efficiency"]
-    if (rows.tensor[idx] & ~rows.pcie[idx]).any():
+    if (rows.tensor & ~rows.pcie).any():
         active += ["allreduce_us"]
-    if (rows.tensor[idx] & rows.pcie[idx]).any():
+    if (rows.tensor & rows.pcie).any():
         active += ["allreduce_pcie_us"]
     # Dequantisation costs are fitted across engines only: one engine's sources rarely hold the same model in
     # several formats, so a per-engine factor would fit a source's quirks rather than the kernels.
     for cls, name in ((1, "bw_factor_8bit"), (2, "bw_factor_4bit")):
-        if balance and (rows.fmt_class[idx] == cls).any() and (rows.fmt_class[idx] == 0).any():
+        if balance and (rows.fmt_class == cls).any() and (rows.fmt_class == 0).any():
             active += [name]
+    # Each metric kind (and with balance each family) counts equally: many rows of one kind do not drown the rest.
+    kinds = np.array([metric_kind(METRICS[i]) for i in rows.metric])
+    fams = np.array([family(rm.m.engine) for rm in rows.models])
+    groups = [fams == f for f in sorted(set(fams))] if balance else [np.ones(rows.n, dtype=bool)]
+    cells = [g & (kinds == k) for g in groups for k in ("decode", "prefill") if (g & (kinds == k)).any()]
     theta = dict(zip(PARAMS, start.params()))
 
     def loss(th: dict) -> float:
-        p = np.tile([th[k] for k in PARAMS], (rows.n, 1))
-        pred = rows.values(p)[idx]
-        err = log_errors(pred, rows.measured[idx])
-        # each metric kind (and with balance each family) counts equally: many rows of one kind do not drown
-        # the others
-        parts = []
-        for group in groups:
-            for k in ("decode", "prefill"):
-                e = err[group & kind_masks[k]]
-                if len(e):
-                    parts.append(e.mean())
-        return float(np.mean(parts))
-
-    kind_masks = {k: np.isin(sub_metrics, [METRICS.index(m) for m in METRICS if metric_kind(m) == k])
-                  for k in ("decode", "prefill")}
-    fams = np.array([family(rows.models[i].m.engine) for i in idx])
-    groups = [fams == f for f in sorted(set(fams))] if balance else [np.ones(len(idx), dtype=bool)]
+        err = log_errors(rows.values(np.tile([th[k] for k in PARAMS], (rows.n, 1))), rows.measured)
+        return float(np.mean([err[c].mean() for c in cells]))
 
     best = loss(theta)
     for _ in range(4):
@@ -206,31 +162,23 @@ def _fit_level(rows: RowSet, idx: np.ndarray, start: Profile, balance: bool = Fa
                     best, theta, improved = value_loss, trial, True
         if not improved:
             break
-    return Profile(**theta, rows=len(idx))
+    return Profile(**theta, rows=rows.n)
 
 
 def fit_profiles(rows: RowSet, train: np.ndarray | None = None) -> dict[str, Profile]:
     """default -> families -> engines, each level fitted on its training rows."""
     train = np.arange(rows.n) if train is None else train
     engines = np.array([rm.m.engine for rm in rows.models])
-    base = Profile(**DEFAULT)
-    profiles = {"default": _fit_level(rows, train, base, balance=True)}
+    subset = lambda idx: RowSet([rows.models[i] for i in idx])  # noqa: E731
+    profiles = {"default": _fit_level(subset(train), Profile(**DEFAULT), balance=True)}
     for fam in sorted({family(e) for e in engines[train]}):
         idx = train[np.array([family(e) == fam for e in engines[train]])]
-        profiles[fam] = _fit_level(rows, idx, profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
+        profiles[fam] = _fit_level(subset(idx), profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
     for eng in sorted(set(engines[train])):
         idx = train[engines[train] == eng]
         parent = profiles[family(eng)]
-        profiles[eng] = _fit_level(rows, idx, parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
+        profiles[eng] = _fit_level(subset(idx), parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
     return profiles
-
-
-def lookup(profiles: dict[str, Profile], engine: str | None) -> tuple[str, Profile]:
-    """The most specific profile known for an engine: itself, its family, or the default."""
-    for key in (engine or "", family(engine or ""), "default"):
-        if key in profiles:
-            return key, profiles[key]
-    raise KeyError("profiles have no default entry")
 
 
 def row_params(rows: RowSet, profiles: dict[str, Profile]) -> np.ndarray:
@@ -265,15 +213,48 @@ def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[
     return out
 
 
-def save_profiles(path: Path, profiles: dict[str, Profile], ranges: dict, meta: dict) -> None:
+def save_profiles(path: str | Path, profiles: dict[str, Profile], ranges: dict, meta: dict) -> None:
     data = {"meta": meta, "profiles": {k: v.to_dict() for k, v in profiles.items()}, "ranges": ranges}
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def load_profiles(path: Path) -> tuple[dict[str, Profile], dict, dict]:
-    data = json.loads(path.read_text())
-    return ({k: Profile(**v) for k, v in data["profiles"].items()}, data.get("ranges", {}), data.get("meta", {}))
+__all__ = ["RowSet", "fit_profiles", "leave_one_source_out", "residual_ranges", "row_params", "save_profiles",
+           "log_errors"]
 
 
-__all__ = ["Profile", "RowSet", "fit_profiles", "leave_one_source_out", "lookup", "residual_ranges", "row_params",
-           "save_profiles", "load_profiles", "family", "metric_kind", "log_errors", "Measurement", "math"]
+def calibrate(data: list[str | Path], out: str | Path) -> dict:
+    """Fit the profiles on every predictable row of `data`, measure them leave-one-source-out, write `out`."""
+    import datetime
+    import hashlib
+
+    from .errors import UserError
+    from .validate import read_measurements, row_model
+
+    rows, skipped = [], []
+    for path in data:
+        got, miss = read_measurements(path)
+        rows += got
+        skipped += miss
+    if len(rows) < MIN_ROWS:
+        raise UserError(f"calibration needs at least {MIN_ROWS} predictable rows, got {len(rows)}")
+    rowset = RowSet([row_model(m) for m in rows])
+    profiles = fit_profiles(rowset)
+    loso = leave_one_source_out(rowset)
+    err = 100 * (loso - rowset.measured) / rowset.measured
+    summary = {}
+    for i, metric in enumerate(METRICS):
+        sel = rowset.metric == i
+        if sel.any():
+            summary[metric] = {"n": int(sel.sum()), "median_abs_error_pct": round(float(np.median(np.abs(err[sel]))), 2),
+                               "p90_abs_error_pct": round(float(np.percentile(np.abs(err[sel]), 90)), 2),
+                               "bias_pct": round(float(np.median(err[sel])), 2)}
+    meta = {
+        "fitted": datetime.date.today().isoformat(),
+        "data": [{"file": Path(p).name, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in data],
+        "rows_used": len(rows), "rows_skipped": len(skipped),
+        "sources": sorted({m.source_group for m in rows}),
+        "leave_one_source_out": summary,
+        "method": "calibrate.py docstring; docs/accuracy.md",
+    }
+    save_profiles(out, profiles, residual_ranges(rowset, loso), meta)
+    return meta

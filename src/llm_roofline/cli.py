@@ -53,6 +53,9 @@ def predict(
     = None,
     gen: Annotated[int, typer.Option(help="Tokens generated per sequence.")] = 256,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices.")] = 1,
+    engine: Annotated[Optional[str], typer.Option(help="Inference engine whose fitted efficiency profile the "
+                                                       "estimate uses (llama.cpp-cuda, vllm, tensorrt-llm, ...).")]
+    = None,
     bandwidth_efficiency: Annotated[Optional[float], typer.Option(help="Achievable fraction of peak bandwidth.")]
     = None,
     compute_efficiency: Annotated[Optional[float], typer.Option(help="Achievable fraction of peak FLOPS.")] = None,
@@ -69,7 +72,8 @@ def predict(
 
         check_plot_path(plot)
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
-            gen=gen, tp=tp, bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
+            gen=gen, tp=tp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
+            compute_efficiency=compute_efficiency,
             step_overhead_us=step_overhead_us)
     if plot:
         from .plots import plot_roofline
@@ -103,12 +107,15 @@ def _show_prediction(p, explain: bool) -> None:
     t.add_column("")
     t.add_column("ceiling", justify="right")
     t.add_column("estimate", justify="right")
-    t.add_row("decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}")
+    t.add_column("range (p10-p90)", justify="right")
+    t.add_row("decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}",
+              f"{d.estimate_low_tok_s:,.1f} - {d.estimate_high_tok_s:,.1f}")
     if w.batch > 1:
         t.add_row("decode tok/s over the batch", f"{d.ceiling_throughput_tok_s:,.1f}",
                   f"{d.estimate_throughput_tok_s:,.1f}")
     t.add_row("time per output token (ms)", f"{d.tpot_floor_ms:,.2f}", f"{d.tpot_ms:,.2f}")
-    t.add_row("time to first token (ms)", f"{pf.ttft_floor_ms:,.1f}", f"{pf.ttft_ms:,.1f}")
+    t.add_row("time to first token (ms)", f"{pf.ttft_floor_ms:,.1f}", f"{pf.ttft_ms:,.1f}",
+              f"{pf.ttft_low_ms:,.1f} - {pf.ttft_high_ms:,.1f}")
     t.add_row("prefill tok/s", f"{pf.ceiling_tok_s:,.0f}", f"{pf.estimate_tok_s:,.0f}")
     con.print(t)
     kv = " (KV cache)" if d.memory_bound_by == "kv_cache" else " (weights)" if d.memory_bound_by else ""
@@ -187,6 +194,93 @@ def compare(
                   f"{p.prefill.ttft_ms:,.1f}", p.decode.bound, f"{p.memory.total_gb:,.1f}",
                   "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'})")
     _console().print(t)
+
+
+# ------------------------------------------------------------------------------------------------------ validate
+
+
+@app.command()
+def validate(
+    data: Annotated[list[str], typer.Option("--data", help="Measurement CSV(s) (default: the shipped dev.csv).")]
+    = [],  # noqa: B006
+    by: Annotated[Optional[str], typer.Option(help="Also summarise by engine, metric, hardware, weights or source.")]
+    = None,
+    loso: Annotated[bool, typer.Option("--loso", help="Estimate each row with profiles fitted without its source "
+                                                      "(slow: refits per source).")] = False,
+    profiles: Annotated[Optional[str], typer.Option(help="Engine-profile JSON from `calibrate`.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Write estimate-vs-measured to FILE.png|svg|pdf.")] = None,
+    rows: Annotated[bool, typer.Option("--rows", help="List every row, not only the summary.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict public measurements row by row: error per metric, ceiling violations, rows that could not be predicted."""
+    from .validate import plot_validation, validate as run
+
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    report = run(data or None, by=by, loso=loso, profiles_path=profiles)
+    if plot:
+        plot_validation(report, plot)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{len(report.rows)}[/] rows predicted, {len(report.skipped)} skipped; {report.method}")
+
+    def summary_table(title: str, summary: dict) -> Table:
+        t = Table(title=title, show_edge=False, pad_edge=False)
+        for col in ("metric", "n", "median |err| %", "p90 |err| %", "bias %", "ceiling violations"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for metric, s in summary.items():
+            t.add_row(metric, str(s.n), f"{s.median_abs_error_pct:.1f}", f"{s.p90_abs_error_pct:.1f}",
+                      f"{s.bias_pct:+.1f}", str(s.ceiling_violations))
+        return t
+
+    con.print(summary_table("all rows", report.summary))
+    for group, summary in sorted(report.groups.items()):
+        con.print(summary_table(f"{by} = {group}", summary))
+    if rows:
+        t = Table(show_edge=False, pad_edge=False)
+        for col in ("line", "engine", "hardware", "model", "weights", "metric", "measured", "ceiling", "estimate",
+                    "range", "err %"):
+            t.add_column(col, justify="right" if col in ("line", "measured", "ceiling", "estimate", "err %")
+                         else "left")
+        for r in report.rows:
+            t.add_row(str(r.line), r.engine, r.hardware[:28], r.model, r.weights, r.metric, f"{r.measured:,.1f}",
+                      f"{r.ceiling:,.1f}", f"{r.estimate:,.1f}", f"{r.estimate_low:,.1f}-{r.estimate_high:,.1f}",
+                      f"{r.error_pct:+.1f}")
+        con.print(t)
+    for r in report.violations:
+        con.print(f"[red]ceiling violation[/] line {r.line}: {r.engine} {r.hardware} {r.model} {r.weights} "
+                  f"{r.metric} measured {r.measured:,.1f} vs ceiling {r.ceiling:,.1f}", highlight=False)
+    for skip in report.skipped:
+        con.print(f"skipped line {skip.line}: {skip.reason}", style="dim", highlight=False)
+    if plot:
+        con.print(f"plot written to {plot}")
+
+
+@app.command()
+def calibrate(
+    data: Annotated[list[str], typer.Option("--data", help="Measurement CSV(s) to fit on.")],
+    out: Annotated[str, typer.Option("--out", help="Where to write the engine-profile JSON.")],
+) -> None:
+    """Fit engine efficiency profiles to measurements and report their leave-one-source-out error."""
+    from pathlib import Path
+
+    from .calibrate import calibrate as run
+
+    target = Path(out)
+    if target.suffix != ".json" or not target.parent.resolve().is_dir():
+        raise UserError(f"--out {out!r} must be a .json file in an existing directory")
+    meta = run(data, target)
+    con = _console()
+    con.print(f"{meta['rows_used']} rows from {len(meta['sources'])} sources fitted; profiles written to {out}")
+    for metric, s in meta["leave_one_source_out"].items():
+        con.print(f"  {metric}: leave-one-source-out median |error| {s['median_abs_error_pct']:.1f}% "
+                  f"(p90 {s['p90_abs_error_pct']:.1f}%, bias {s['bias_pct']:+.1f}%, n {s['n']})", highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------------ catalogs

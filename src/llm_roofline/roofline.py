@@ -9,7 +9,7 @@ growing context (midpoint rule over at most 16 segments; the step time is linear
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .architecture import ModelSpec, load_model, param_counts
@@ -26,9 +26,11 @@ DECODE_SAMPLES = 16
 class Efficiency:
     bandwidth: float  # achievable fraction of peak memory bandwidth
     compute: float  # achievable fraction of peak matmul rate
-    step_overhead_us: float  # per forward step: launches, scheduling, sampling
+    step_overhead_us: float  # per decode step: launches, scheduling, sampling
     allreduce_latency_us: float
     source: str
+    int8_compute: float | None = None  # fraction of the int8 peak for quantised-activation kernels (else compute)
+    prefill_overhead_us: float | None = None  # per prefill pass (else step_overhead_us)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +84,7 @@ class Workload:
     context: int  # KV depth when decoding starts
     gen: int
     tp: int
+    engine: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +94,8 @@ class Workload:
 class DecodeResult:
     ceiling_tok_s: float  # per sequence
     estimate_tok_s: float
+    estimate_low_tok_s: float  # 10th-90th percentile of measured / estimate in public data (engines.py)
+    estimate_high_tok_s: float
     ceiling_throughput_tok_s: float  # over the batch
     estimate_throughput_tok_s: float
     tpot_floor_ms: float
@@ -114,6 +119,8 @@ class DecodeResult:
 class PrefillResult:
     ttft_floor_ms: float
     ttft_ms: float
+    ttft_low_ms: float
+    ttft_high_ms: float
     ceiling_tok_s: float  # prompt tokens per second over the batch
     estimate_tok_s: float
     flops: float
@@ -199,7 +206,8 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
         t_link = op.comm_bytes / (hw.link_gbps * 1e9)
         return t_link, t_link / eff.bandwidth + eff.allreduce_latency_us * 1e-6, 0.0, 0.0, dtype
     ceiling = max(t_compute, t_memory)
-    estimate = max(t_compute / eff.compute, t_memory / eff.bandwidth)
+    compute_eff = eff.int8_compute if dtype == "int8" and eff.int8_compute else eff.compute
+    estimate = max(t_compute / compute_eff, t_memory / eff.bandwidth)
     return ceiling, estimate, t_compute, t_memory, dtype
 
 
@@ -240,7 +248,9 @@ def time_step(ops: list[Op], hw: Hardware, eff: Efficiency, phase: str) -> StepT
         out.append(OperatorRow(phase, name, r["kind"], r["count"], r["flops"], r["weight_bytes"], r["kv_bytes"],
                                r["act_bytes"], r["comm_bytes"], r["flops"] / moved if moved else None, r["dtype"],
                                r["ceiling"] * 1e3, r["estimate"] * 1e3, bound))
-    return StepTiming(totals["ceiling"], totals["estimate"] + eff.step_overhead_us * 1e-6, totals["flops"],
+    overhead = eff.prefill_overhead_us if phase == "prefill" and eff.prefill_overhead_us is not None \
+        else eff.step_overhead_us
+    return StepTiming(totals["ceiling"], totals["estimate"] + overhead * 1e-6, totals["flops"],
                       totals["bytes"], totals["weight"], totals["kv"], totals["compute"], totals["memory"],
                       totals["link"], tuple(out))
 
@@ -267,22 +277,32 @@ def _average(steps: list[StepTiming]) -> StepTiming:
 
 
 def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute_efficiency: float | None,
-                       step_overhead_us: float | None) -> Efficiency:
-    d = hw.defaults
+                       step_overhead_us: float | None, engine: str | None = None,
+                       fmt: WeightFormat | None = None) -> Efficiency:
+    """The estimate's inputs: an engine's fitted profile, else the device-class defaults; explicit values win."""
     for name, value in (("bandwidth_efficiency", bandwidth_efficiency), ("compute_efficiency", compute_efficiency)):
         if value is not None and not 0 < value <= 1:
             raise UserError(f"{name} must be in (0, 1], got {value!r}")
     if step_overhead_us is not None and step_overhead_us < 0:
         raise UserError(f"step_overhead_us must be >= 0, got {step_overhead_us!r}")
     overridden = any(v is not None for v in (bandwidth_efficiency, compute_efficiency, step_overhead_us))
-    return Efficiency(
-        bandwidth=bandwidth_efficiency if bandwidth_efficiency is not None else d.bandwidth_efficiency,
-        compute=compute_efficiency if compute_efficiency is not None else d.compute_efficiency,
-        step_overhead_us=step_overhead_us if step_overhead_us is not None else d.step_overhead_us,
-        allreduce_latency_us=d.allreduce_latency_us,
-        source=(f"{hw.device_class} class defaults ({d.source})" + ("; overridden by the caller" if overridden
-                                                                    else "")),
-    )
+    if engine:
+        from .engines import efficiency_for
+
+        base = efficiency_for(engine, fmt, hw)
+    else:
+        d = hw.defaults
+        base = Efficiency(d.bandwidth_efficiency, d.compute_efficiency, d.step_overhead_us, d.allreduce_latency_us,
+                          f"{hw.device_class} class defaults ({d.source})")
+    changes = {k: v for k, v in (("bandwidth", bandwidth_efficiency), ("compute", compute_efficiency),
+                                 ("step_overhead_us", step_overhead_us)) if v is not None}
+    if compute_efficiency is not None:
+        changes["int8_compute"] = None  # one compute efficiency for every dtype, as asked
+    if step_overhead_us is not None:
+        changes["prefill_overhead_us"] = None
+    if overridden:
+        changes["source"] = base.source + "; overridden by the caller"
+    return replace(base, **changes)
 
 
 def predict(
@@ -296,6 +316,7 @@ def predict(
     context: int | None = None,
     gen: int = 256,
     tp: int = 1,
+    engine: str | None = None,
     bandwidth_efficiency: float | None = None,
     compute_efficiency: float | None = None,
     step_overhead_us: float | None = None,
@@ -303,7 +324,9 @@ def predict(
     """Decode and prefill speed, memory fit and the per-operator roofline of `model` on `hardware`.
 
     batch sequences each prefill `prompt` tokens, then decode `gen` tokens starting from a KV cache `context`
-    tokens deep (default: the prompt). weights / kv_cache name formats (default: the checkpoint's dtype / f16)."""
+    tokens deep (default: the prompt). weights / kv_cache name formats (default: the checkpoint's dtype / f16).
+    engine (llama.cpp-cuda, vllm, tensorrt-llm, ...) selects a fitted efficiency profile for the estimate and its
+    range; without it the device-class defaults apply."""
     require_positive("batch", batch)
     require_positive("prompt", prompt)
     require_positive("gen", gen)
@@ -315,7 +338,7 @@ def predict(
     fmt = load_format(weights or spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     bits = kv_bits(kv_name)
-    eff = resolve_efficiency(hw, bandwidth_efficiency, compute_efficiency, step_overhead_us)
+    eff = resolve_efficiency(hw, bandwidth_efficiency, compute_efficiency, step_overhead_us, engine, fmt)
     depth = prompt if context is None else context
     notes = list(spec.notes)
 
@@ -340,11 +363,17 @@ def predict(
     if spec.max_position and depth + gen > spec.max_position:
         notes.append(f"context {depth + gen} exceeds the model's max_position_embeddings ({spec.max_position})")
 
+    from .engines import speed_range
+
+    d_low, d_high = speed_range(engine, "decode")
+    p_low, p_high = speed_range(engine, "prefill")
     kv_share = decode.kv_bytes / decode.bytes if decode.bytes else 0.0
     decode_bound = decode.bound
     decode_result = DecodeResult(
         ceiling_tok_s=1 / decode.ceiling_s,
         estimate_tok_s=1 / decode.estimate_s,
+        estimate_low_tok_s=min(d_low / decode.estimate_s, 1 / decode.ceiling_s),
+        estimate_high_tok_s=min(d_high / decode.estimate_s, 1 / decode.ceiling_s),
         ceiling_throughput_tok_s=batch / decode.ceiling_s,
         estimate_throughput_tok_s=batch / decode.estimate_s,
         tpot_floor_ms=decode.ceiling_s * 1e3,
@@ -363,6 +392,8 @@ def predict(
     prefill_result = PrefillResult(
         ttft_floor_ms=prefill.ceiling_s * 1e3,
         ttft_ms=prefill.estimate_s * 1e3,
+        ttft_low_ms=max(prefill.estimate_s / p_high, prefill.ceiling_s) * 1e3,
+        ttft_high_ms=max(prefill.estimate_s / p_low, prefill.ceiling_s) * 1e3,
         ceiling_tok_s=batch * prompt / prefill.ceiling_s,
         estimate_tok_s=batch * prompt / prefill.estimate_s,
         flops=prefill.flops,
@@ -379,7 +410,7 @@ def predict(
         hardware=HardwareInfo(hw.id, hw.name, hw.bandwidth_gbps, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
                               hw.ridge_point(fmt.compute), *reversed(hw.peak(fmt.compute)), hw.confidence,
                               hw.sources, hw.aliases),
-        workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp),
+        workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp, engine),
         efficiency=eff,
         decode=decode_result,
         prefill=prefill_result,

@@ -285,12 +285,6 @@ class RowModel:
                 "throughput_tok_s": lambda: m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)}[m.metric]()
 
 
-def format_class(fmt_id: str) -> int:
-    """Kernel families by dequantisation work: 0 16/32-bit floats, 1 8-bit (fp8, int8, q8_0), 2 six bits or fewer."""
-    bits = load_format(fmt_id).bits
-    return 0 if bits >= 16 else 1 if bits >= 8 else 2
-
-
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
     unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
     tc, tm, int8, link, ars = [], [], [], 0.0, 0
@@ -336,3 +330,161 @@ def row_model(m: Measurement) -> RowModel:
 
 __all__ = ["Measurement", "Skipped", "RowModel", "read_measurements", "row_model", "row_hardware", "source_group",
            "METRICS", "TIME_METRICS", "CEILING_TOLERANCE", "GB", "asdict"]
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+
+BY = {"engine": lambda m: m.engine, "metric": lambda m: m.metric, "hardware": lambda m: m.hardware_id or m.hardware,
+      "weights": lambda m: m.weights, "source": lambda m: m.source_group}
+
+
+@dataclass(frozen=True)
+class RowResult:
+    line: int
+    source: str
+    engine: str
+    hardware: str
+    model: str
+    weights: str
+    metric: str
+    batch: int
+    measured: float
+    ceiling: float
+    estimate: float
+    estimate_low: float
+    estimate_high: float
+    error_pct: float  # 100 x (estimate - measured) / measured
+    ceiling_violation: bool  # measured beats the ceiling by more than 3%
+    profile: str  # the engine profile the estimate used
+    defaults_used: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    n: int
+    median_abs_error_pct: float
+    p90_abs_error_pct: float
+    bias_pct: float  # signed median: > 0 means the estimate is high (too fast for speeds, too slow for times)
+    ceiling_violations: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    method: str
+    summary: dict[str, MetricSummary]
+    groups: dict[str, dict[str, MetricSummary]]
+    rows: tuple[RowResult, ...]
+    skipped: tuple[Skipped, ...]
+    data: tuple[str, ...]
+
+    @property
+    def violations(self) -> list[RowResult]:
+        return [r for r in self.rows if r.ceiling_violation]
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "data": list(self.data),
+            "summary": {k: v.to_dict() for k, v in self.summary.items()},
+            "groups": {g: {k: v.to_dict() for k, v in d.items()} for g, d in self.groups.items()},
+            "rows": [r.to_dict() for r in self.rows],
+            "ceiling_violations": [r.to_dict() for r in self.violations],
+            "skipped": [asdict(s) for s in self.skipped],
+        }
+
+
+def summarize(results: list[RowResult]) -> MetricSummary:
+    err = np.array([r.error_pct for r in results])
+    return MetricSummary(len(results), float(np.median(np.abs(err))), float(np.percentile(np.abs(err), 90)),
+                         float(np.median(err)), sum(r.ceiling_violation for r in results))
+
+
+def validate(data: list[str | Path] | None = None, by: str | None = None, loso: bool = False,
+             profiles_path: str | Path | None = None) -> ValidationReport:
+    """Predict every row of the measurement CSVs; summarise the error per metric (and per `by` group)."""
+    from .calibrate import RowSet, leave_one_source_out, row_params
+    from .engines import load_profiles, lookup, metric_kind, shipped_profiles, speed_range
+
+    if by is not None and by not in BY:
+        raise UserError(f"--by must be one of {', '.join(BY)}, got {by!r}")
+    paths = [Path(p) for p in (data or [catalog.MEASUREMENTS_CSV])]
+    rows: list[Measurement] = []
+    skipped: list[Skipped] = []
+    for i, path in enumerate(paths):
+        got, miss = read_measurements(path)
+        prefix = f"{path.name}:" if len(paths) > 1 else ""
+        rows += [replace(m, line=m.line + i * 1_000_000) if i else m for m in got]
+        skipped += [Skipped(s.line, prefix + s.reason) if prefix else s for s in miss]
+    if not rows:
+        raise UserError("no row could be predicted: " + "; ".join(f"line {s.line}: {s.reason}" for s in skipped[:3]))
+    profiles, ranges, _ = load_profiles(profiles_path) if profiles_path else shipped_profiles()
+    rowset = RowSet([row_model(m) for m in rows])
+    estimates = leave_one_source_out(rowset) if loso else rowset.values(row_params(rowset, profiles))
+    ceilings = rowset.ceilings()
+    results = []
+    for m, est, ceil in zip(rows, estimates, ceilings):
+        low, high = speed_range(m.engine, metric_kind(m.metric), ranges)
+        is_time = m.metric in TIME_METRICS
+        violation = m.value < ceil / (1 + CEILING_TOLERANCE) if is_time else m.value > ceil * (1 + CEILING_TOLERANCE)
+        results.append(RowResult(
+            m.line, m.source, m.engine, m.hardware, m.model, m.weights, m.metric, m.batch, m.value, float(ceil),
+            float(est), float(est / high if is_time else est * low), float(est / low if is_time else est * high),
+            float(100 * (est - m.value) / m.value), bool(violation), lookup(profiles, m.engine)[0], m.defaults_used))
+    summary = {metric: summarize([r for r in results if r.metric == metric])
+               for metric in METRICS if any(r.metric == metric for r in results)}
+    groups: dict[str, dict[str, MetricSummary]] = {}
+    if by:
+        key = BY[by]
+        for m, r in zip(rows, results):
+            groups.setdefault(str(key(m)), {}).setdefault(r.metric, None)
+        for g in groups:
+            for metric in groups[g]:
+                groups[g][metric] = summarize([r for m, r in zip(rows, results) if str(key(m)) == g
+                                               and r.metric == metric])
+    method = ("leave-one-source-out: each row estimated by profiles fitted without its own source" if loso else
+              "shipped engine profiles (fitted on the default data: in-sample for it)")
+    return ValidationReport(method, summary, groups, tuple(results), tuple(skipped), tuple(str(p) for p in paths))
+
+
+def plot_validation(report: ValidationReport, path: str | Path) -> Path:
+    """Estimate against measured on log-log axes, the +-10% and +-25% bands, one colour per engine."""
+    from .plots import check_plot_path, pyplot, save_figure
+
+    path = check_plot_path(path)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    engines = sorted({r.engine for r in report.rows})
+    colours = {e: plt.get_cmap("tab20")(i % 20) for i, e in enumerate(engines)}
+    for ax, kind, metrics in ((axes[0], "speeds (tok/s)", ("decode_tok_s", "decode_throughput_tok_s",
+                                                             "prefill_tok_s", "throughput_tok_s")),
+                              (axes[1], "times (ms)", TIME_METRICS)):
+        rows = [r for r in report.rows if r.metric in metrics]
+        if not rows:
+            ax.set_visible(False)
+            continue
+        lo = min(min(r.measured, r.estimate) for r in rows) / 1.5
+        hi = max(max(r.measured, r.estimate) for r in rows) * 1.5
+        xs = np.geomspace(lo, hi, 50)
+        ax.plot(xs, xs, color="black", lw=1)
+        for band, shade in ((0.25, "0.93"), (0.10, "0.85")):
+            ax.fill_between(xs, xs * (1 - band), xs * (1 + band), color=shade, lw=0, label=f"±{band:.0%}")
+        for e in engines:
+            sel = [r for r in rows if r.engine == e]
+            if sel:
+                ax.scatter([r.measured for r in sel], [r.estimate for r in sel], s=12, color=colours[e], label=e,
+                           marker="o" if "decode" in sel[0].metric else "^")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured {kind}")
+        ax.set_ylabel(f"estimated {kind}")
+        ax.grid(True, which="both", color="0.95")
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"llm-roofline estimate vs public measurements ({report.method.split(':')[0]})", fontsize=9)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path

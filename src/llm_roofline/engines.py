@@ -1,0 +1,118 @@
+"""Engine efficiency profiles: how much of a device's peaks an inference engine reaches, as data.
+
+The shipped profiles (catalog/engine_profiles.json) are fitted by `llm-roofline calibrate` on public
+measurements (see calibrate.py for the method); `predict --engine NAME` uses them for the estimate and its range.
+This module stays free of numpy so that `predict` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+from . import catalog
+from .errors import UserError, closest
+from .formats import WeightFormat, load_format
+from .hardware import Hardware
+
+PROFILES_JSON = catalog.CATALOG_DIR / "engine_profiles.json"
+PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
+          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit")
+# NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
+FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    bandwidth_efficiency: float  # fraction of peak memory bandwidth reached by decode kernels
+    compute_efficiency: float  # fraction of the float matmul peak reached in prefill
+    step_overhead_us: float  # fixed time per decode step
+    allreduce_us: float  # latency of one all-reduce over a scale-up link (NVLink, Infinity Fabric)
+    int8_compute_efficiency: float  # fraction of the int8 peak (kernels that quantise activations to int8)
+    prefill_overhead_us: float  # fixed time per prefill pass (admission, tokenisation, first graph)
+    allreduce_pcie_us: float  # all-reduce latency over PCIe
+    bw_factor_8bit: float  # bandwidth-efficiency multiplier for 8-bit weights (dequantisation cost)
+    bw_factor_4bit: float  # ... for 6 bits or fewer
+    rows: int = 0  # measurements it was fitted on (0: inherited)
+
+    def params(self) -> tuple[float, ...]:
+        return tuple(getattr(self, name) for name in PARAMS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def family(engine: str) -> str:
+    return FAMILIES.get(engine, engine.split("-")[0]) if engine else "default"
+
+
+def format_class(fmt: str | WeightFormat) -> int:
+    """Kernel families by dequantisation work: 0 16/32-bit floats, 1 8-bit (fp8, int8, q8_0), 2 six bits or fewer."""
+    bits = load_format(fmt).bits
+    return 0 if bits >= 16 else 1 if bits >= 8 else 2
+
+
+def metric_kind(metric: str) -> str:
+    return "decode" if metric in ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms") else "prefill"
+
+
+def lookup(profiles: dict[str, Profile], engine: str | None) -> tuple[str, Profile]:
+    """The most specific profile known for an engine: itself, its family, or the default."""
+    for key in (engine or "", family(engine or ""), "default"):
+        if key in profiles:
+            return key, profiles[key]
+    raise UserError("engine profiles have no 'default' entry")
+
+
+def load_profiles(path: str | Path) -> tuple[dict[str, Profile], dict, dict]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        profiles = {k: Profile(**v) for k, v in data["profiles"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not an engine-profile file written by `llm-roofline calibrate` ({exc})") from None
+    return profiles, data.get("ranges", {}), data.get("meta", {})
+
+
+@cache
+def shipped_profiles() -> tuple[dict[str, Profile], dict, dict]:
+    return load_profiles(PROFILES_JSON)
+
+
+def engine_names() -> list[str]:
+    return sorted(shipped_profiles()[0])
+
+
+def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[str, Profile] | None = None):
+    """The estimate's inputs for `engine` running `fmt` on `hw`, from its profile."""
+    from .roofline import Efficiency
+
+    profiles = profiles if profiles is not None else shipped_profiles()[0]
+    known = {k for k in profiles} | {family(k) for k in profiles}
+    if engine not in known and family(engine) not in known:
+        raise UserError(f"no efficiency profile for engine {engine!r}{closest(engine, known)}; "
+                        f"known: {', '.join(sorted(known))}")
+    key, p = lookup(profiles, engine)
+    factor = (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)]
+    return Efficiency(
+        bandwidth=min(1.0, p.bandwidth_efficiency * factor),
+        compute=p.compute_efficiency,
+        step_overhead_us=p.step_overhead_us,
+        allreduce_latency_us=p.allreduce_us if hw.link_gbps_bidir else p.allreduce_pcie_us,
+        source=f"engine profile {key!r} (fitted on {p.rows} public measurements; catalog/engine_profiles.json)",
+        int8_compute=p.int8_compute_efficiency,
+        prefill_overhead_us=p.prefill_overhead_us,
+    )
+
+
+def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tuple[float, float]:
+    """(low, high) multipliers of an estimated speed: 10th-90th percentile of measured/estimate in the
+    leave-one-source-out residuals of the engine's family (or of all engines)."""
+    ranges = ranges if ranges is not None else shipped_profiles()[1]
+    for key in (family(engine or ""), "default"):
+        if kind in ranges.get(key, {}):
+            low, high = ranges[key][kind]
+            return float(low), float(high)
+    return 1.0, 1.0
