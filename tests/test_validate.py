@@ -1,0 +1,152 @@
+"""The measurement reader, per-row prediction, the report, and the validate / calibrate commands."""
+
+import csv
+import json
+
+import pytest
+
+from llm_roofline import catalog
+from llm_roofline.cli import main
+from llm_roofline.errors import UserError
+from llm_roofline.validate import read_measurements, row_model, summarize, validate, RowResult
+
+HEADER = ["source", "engine", "hardware", "hardware_id", "bandwidth_gbps", "fp16_tflops", "memory_gb", "devices",
+          "parallel", "model", "weights", "kv_cache", "batch", "prompt_tokens", "kv_depth", "gen_tokens", "metric",
+          "value", "flash_attention", "notes"]
+GOOD = {"source": "me/bench README", "engine": "llama.cpp-cuda", "hardware": "NVIDIA RTX 4090",
+        "hardware_id": "nvidia-rtx-4090", "bandwidth_gbps": "1008", "fp16_tflops": "165.2", "memory_gb": "24",
+        "devices": "1", "parallel": "none", "model": "llama-2-7b", "weights": "q4_0", "kv_cache": "f16", "batch": "1",
+        "prompt_tokens": "0", "kv_depth": "0", "gen_tokens": "128", "metric": "decode_tok_s", "value": "150",
+        "flash_attention": "no", "notes": ""}
+
+
+def write_csv(path, rows, header=HEADER):
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow(row)
+    return path
+
+
+def test_missing_columns_named(tmp_path):
+    path = write_csv(tmp_path / "m.csv", [GOOD], header=[h for h in HEADER if h not in ("model", "value")])
+    with pytest.raises(UserError, match="missing column.*model.*value"):
+        read_measurements(path)
+
+
+@pytest.mark.parametrize("field,value,reason", [
+    ("model", "llama-2-7", "closest: llama-2-7b"),
+    ("weights", "q4km", "weight format"),
+    ("batch", "many", "batch 'many' is not a number"),
+    ("batch", "1.5", "not a whole number"),
+    ("value", "-3", "out of range"),
+    ("metric", "tokens", "unknown metric"),
+    ("parallel", "pipeline", "parallel must be"),
+    ("kv_cache", "q9", "KV-cache format"),
+])
+def test_bad_rows_are_skipped_with_a_reason(tmp_path, field, value, reason):
+    path = write_csv(tmp_path / "m.csv", [GOOD, {**GOOD, field: value}])
+    rows, skipped = read_measurements(path)
+    assert len(rows) == 1 and len(skipped) == 1
+    assert skipped[0].line == 3 and reason in skipped[0].reason
+
+
+def test_empty_cells_take_stated_defaults(tmp_path):
+    path = write_csv(tmp_path / "m.csv", [{**GOOD, "gen_tokens": "", "kv_cache": ""},
+                                          {**GOOD, "bandwidth_gbps": "", "hardware_id": ""}])
+    rows, skipped = read_measurements(path)
+    assert "kv_cache f16" in rows[0].defaults_used and any("steady decode" in d for d in rows[0].defaults_used)
+    assert "bandwidth" in skipped[0].reason
+
+
+def test_ceiling_of_a_row_by_hand(tmp_path):
+    # Llama-2-7B Q4_0 on a 4090, 1 token from an empty cache: per step the 3.69e9 bytes of layer weights and
+    # Q6_K output read at 1008 GB/s (see test_ops / test_formats for the byte counts), KV negligible.
+    path = write_csv(tmp_path / "m.csv", [{**GOOD, "gen_tokens": "1"}])
+    (m,), _ = read_measurements(path)
+    from llm_roofline import predict
+
+    p = predict("llama-2-7b", "4090", weights="q4_0", prompt=1, context=0, gen=1)
+    assert row_model(m).ceiling() == pytest.approx(p.decode.ceiling_tok_s, rel=1e-6)
+
+
+def test_violation_detected_and_listed(tmp_path):
+    path = write_csv(tmp_path / "m.csv", [GOOD, {**GOOD, "value": "1000"}])  # 1000 tok/s > ~265 ceiling
+    report = validate([path])
+    assert [r.line for r in report.violations] == [3]
+    assert report.summary["decode_tok_s"].ceiling_violations == 1
+
+
+def test_summary_statistics():
+    rows = [RowResult(i, "", "e", "", "", "", "decode_tok_s", 1, 100.0, 200.0, 100.0 + e, 0, 0, e, False, "", ())
+            for i, e in enumerate([-10.0, 5.0, 20.0, -30.0, 0.0])]
+    s = summarize(rows)
+    assert s.n == 5 and s.median_abs_error_pct == 10.0 and s.bias_pct == 0.0
+    assert s.p90_abs_error_pct == pytest.approx(26.0)  # numpy linear interpolation between 20 and 30
+
+
+def test_shipped_data_has_no_ceiling_violation_and_lists_skips():
+    report = validate()
+    assert len(report.rows) + len(report.skipped) == 747
+    assert report.violations == []
+    assert all(s.reason for s in report.skipped)
+
+
+def test_validate_json_contract(capsys, tmp_path):
+    path = write_csv(tmp_path / "m.csv", [GOOD, {**GOOD, "model": "nope"}])
+    code = main(["validate", "--data", str(path), "--json", "--by", "engine"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 0
+    s = d["summary"]["decode_tok_s"]
+    assert {"n", "median_abs_error_pct", "p90_abs_error_pct", "bias_pct", "ceiling_violations"} <= s.keys()
+    assert {"measured", "ceiling", "estimate", "error_pct"} <= d["rows"][0].keys()
+    assert d["skipped"][0]["line"] == 3 and "unknown model" in d["skipped"][0]["reason"]
+    assert "llama.cpp-cuda" in d["groups"]
+
+
+def test_validate_plot_and_bad_input(capsys, tmp_path):
+    path = write_csv(tmp_path / "m.csv", [GOOD, {**GOOD, "batch": "4", "value": "120"}])
+    out = tmp_path / "v.png"
+    assert main(["validate", "--data", str(path), "--plot", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["validate", "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["validate", "--by", "colour"]) == 2
+    assert "--by" in capsys.readouterr().err
+
+
+def test_calibrate_then_validate_with_the_profiles(capsys, tmp_path):
+    # A small slice of the shipped data from three sources keeps the fit quick.
+    with catalog.MEASUREMENTS_CSV.open() as fh:
+        rows = list(csv.DictReader(fh))
+    picked = [r for r in rows if "gpt-fast" in r["source"]][:12] + \
+        [r for r in rows if "15013" in r["source"]][:12] + [r for r in rows if "exllamav2 README" in r["source"]][:10]
+    data = write_csv(tmp_path / "slice.csv", picked, header=list(rows[0].keys()))
+    out = tmp_path / "profiles.json"
+    assert main(["calibrate", "--data", str(data), "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert {"default", "gpt-fast", "llama.cpp-cuda"} <= saved["profiles"].keys()
+    assert saved["meta"]["rows_used"] == 34 and len(saved["meta"]["sources"]) == 3
+    for p in saved["profiles"].values():
+        assert 0 < p["bandwidth_efficiency"] <= 1 and p["step_overhead_us"] >= 0
+    capsys.readouterr()
+    assert main(["validate", "--data", str(data), "--profiles", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["decode_tok_s"]["median_abs_error_pct"] < 30
+    assert main(["calibrate", "--data", str(data), "--out", str(tmp_path / "p.txt")]) == 2
+
+
+def test_predict_with_engine_profile_and_range():
+    from llm_roofline import predict
+
+    p = predict("llama-3.1-8b", "4090", weights="q4_k_m", engine="llama.cpp-cuda")
+    assert "llama.cpp-cuda" in p.efficiency.source
+    d = p.decode
+    assert d.estimate_low_tok_s <= d.estimate_high_tok_s <= d.ceiling_tok_s
+    assert p.prefill.ttft_floor_ms <= p.prefill.ttft_low_ms <= p.prefill.ttft_high_ms
+    # an unknown engine falls back along its family, and an unknown family is refused
+    assert "llama.cpp" in predict("llama-3.1-8b", "4090", engine="llama.cpp-sycl").efficiency.source
+    with pytest.raises(UserError, match="closest"):
+        predict("llama-3.1-8b", "4090", engine="vlm")
