@@ -30,7 +30,8 @@ def test_predict_json_contract(capsys):
     assert {"id", "bandwidth_gbps", "memory_gb"} <= d["hardware"].keys()
     assert {"ceiling_tok_s", "estimate_tok_s", "ceiling_throughput_tok_s", "estimate_throughput_tok_s",
             "tpot_floor_ms", "tpot_ms", "bytes_per_step", "flops_per_step", "bound"} <= d["decode"].keys()
-    assert {"ttft_floor_ms", "ttft_ms", "bound"} <= d["prefill"].keys()
+    assert {"ttft_floor_ms", "ttft_ms", "ttft_low_ms", "ttft_high_ms", "bound"} <= d["prefill"].keys()
+    assert {"estimate_low_tok_s", "estimate_high_tok_s"} <= d["decode"].keys()
     assert {"weights_gb", "kv_cache_gb", "total_gb", "fits", "min_devices"} <= d["memory"].keys()
     assert d["decode"]["bound"] in ("memory", "compute")
     assert d["decode"]["ceiling_throughput_tok_s"] == pytest.approx(4 * d["decode"]["ceiling_tok_s"])
