@@ -68,7 +68,9 @@ def test_ceiling_of_a_row_by_hand(tmp_path):
     from llm_roofline import predict
 
     p = predict("llama-2-7b", "4090", weights="q4_0", prompt=1, context=0, gen=1)
-    assert row_model(m).ceiling() == pytest.approx(p.decode.ceiling_tok_s, rel=1e-6)
+    from llm_roofline.calibrate import RowSet
+
+    assert RowSet([row_model(m)]).ceilings()[0] == pytest.approx(p.decode.ceiling_tok_s, rel=1e-6)
 
 
 def test_violation_detected_and_listed(tmp_path):

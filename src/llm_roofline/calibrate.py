@@ -218,10 +218,6 @@ def save_profiles(path: str | Path, profiles: dict[str, Profile], ranges: dict, 
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-__all__ = ["RowSet", "fit_profiles", "leave_one_source_out", "residual_ranges", "row_params", "save_profiles",
-           "log_errors"]
-
-
 def calibrate(data: list[str | Path], out: str | Path) -> dict:
     """Fit the profiles on every predictable row of `data`, measure them leave-one-source-out, write `out`."""
     import datetime
@@ -240,14 +236,10 @@ def calibrate(data: list[str | Path], out: str | Path) -> dict:
     rowset = RowSet([row_model(m) for m in rows])
     profiles = fit_profiles(rowset)
     loso = leave_one_source_out(rowset)
-    err = 100 * (loso - rowset.measured) / rowset.measured
-    summary = {}
-    for i, metric in enumerate(METRICS):
-        sel = rowset.metric == i
-        if sel.any():
-            summary[metric] = {"n": int(sel.sum()), "median_abs_error_pct": round(float(np.median(np.abs(err[sel]))), 2),
-                               "p90_abs_error_pct": round(float(np.percentile(np.abs(err[sel]), 90)), 2),
-                               "bias_pct": round(float(np.median(err[sel])), 2)}
+    from .validate import summarize_errors
+
+    summary = {metric: {k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()}
+               for metric, s in summarize_errors(rowset, loso).items()}
     meta = {
         "fitted": datetime.date.today().isoformat(),
         "data": [{"file": Path(p).name, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in data],

@@ -196,6 +196,152 @@ def compare(
     _console().print(t)
 
 
+# ------------------------------------------------------------------------------------------------------ measure
+
+
+def _write_json(path: str, data) -> None:
+    """Write next to the target and rename: never a half-written file."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=target.parent.resolve())
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1, default=str)
+        fh.write("\n")
+    os.replace(tmp, target)
+
+
+def _check_out(path: str | None) -> None:
+    from pathlib import Path
+
+    if path and (not path.endswith(".json") or not Path(path).parent.resolve().is_dir()):
+        raise UserError(f"--out {path!r} must be a .json file in an existing directory")
+
+
+@app.command()
+def measure(
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer sizes and repeats: under a minute on 2 cores.")]
+    = False,
+    out: Annotated[Optional[str], typer.Option(help="Write the profile to PROFILE.json.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Write the measured roofline to FILE.png|svg|pdf.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure this machine: bandwidth by buffer size, matmul peaks, the empirical roofline, overheads."""
+    from .measure.device import resolve_device
+    from .measure.micro import measure as run
+
+    _check_out(out)
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    dev = resolve_device(device)
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_console() if not as_json else None) as progress:
+        task = progress.add_task(f"measuring {dev}", total=None)
+
+        def factory():
+            return lambda label: progress.update(task, description=f"{dev}: {label}", advance=1)
+
+        profile = run(dev, quick=quick, progress_factory=factory)
+    if out:
+        _write_json(out, profile)
+    if plot:
+        from .measure.plots import plot_profile
+
+        plot_profile(profile, plot)
+    if as_json:
+        _print_json(profile)
+        return
+    con = _console()
+    con.print(f"[bold]{profile['name']}[/] ({profile['backend']}; {'quick' if quick else 'full'} run)")
+    lo, hi = profile["bandwidth_spread_gbps"]
+    con.print(f"memory read bandwidth (largest buffer): {profile['bandwidth_gbps']:,.1f} GB/s "
+              f"(min-max {lo:,.1f}-{hi:,.1f}); copy {profile['copy_gbps']:,.1f} GB/s")
+    for row in profile["bandwidth"]:
+        con.print(f"  {row['bytes'] / 2**20:>8,.0f} MiB: read {row['read_gbps']:7,.1f} GB/s, copy "
+                  f"{row['copy_gbps']:7,.1f} GB/s", highlight=False)
+    for dtype, m in profile["matmul"].items():
+        con.print(f"matmul {dtype}: {m['tflops']:,.3f} TFLOPS (min-max {m['min_tflops']:,.3f}-{m['max_tflops']:,.3f})")
+    con.print(f"ridge point (fp32): {profile['ridge_point_flop_per_byte'] or 0:,.1f} FLOP/byte")
+    for row in profile["roofline"]:
+        con.print(f"  {row['dtype']} {row['matrix_bytes'] / 2**20:6.2f} MiB matrices x {row['vectors']:>4} vectors: "
+                  f"{row['intensity_flop_per_byte']:7.2f} FLOP/B, {row['gflops']:9,.1f} GFLOP/s, "
+                  f"{row['gbps']:6,.1f} GB/s", highlight=False)
+    con.print(f"overheads: {profile['dispatch_overhead_us']['median']:,.1f} µs per operator; decode step "
+              f"{profile['step_overhead_us']:,.0f} µs + {profile['layer_overhead_us']:,.0f} µs per layer")
+    if out:
+        con.print(f"profile written to {out}; use it with `predict --hardware {out}`")
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="Catalog id (random weights) or a local checkpoint directory.")],
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    weights: Annotated[str, typer.Option(help="f32, bf16, f16 or int8 (CPU dynamic quantisation).")] = "f32",
+    batch: Annotated[list[str], typer.Option(help="Batch sizes (repeat or comma-separate).")] = ["1"],  # noqa: B006
+    prompt: int = 32,
+    gen: int = 32,
+    repeats: int = 3,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Profile JSON from `measure` "
+                                                                              "(default: a quick one, now).")]
+    = None,
+    plot: Annotated[Optional[str], typer.Option(help="Measured vs predicted across batches to FILE.png|svg.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a real decode with transformers and set it beside the prediction from the machine's profile."""
+    from .measure.device import resolve_device
+
+    try:
+        batches = tuple(int(b) for b in _split(batch))
+    except ValueError:
+        raise UserError(f"--batch takes whole numbers, got {', '.join(batch)}") from None
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    dev = resolve_device(device)
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise UserError("bench needs PyTorch and transformers: pip install 'llm-roofline[measure]'") from None
+    from .measure.bench import bench as run
+
+    profile = hardware
+    if profile is None:
+        from .measure.micro import measure as quick_measure
+
+        profile = quick_measure(dev, quick=True)
+    result = run(model, dev, weights, batches, prompt, gen, hardware=profile, repeats=repeats)
+    if plot:
+        from .measure.plots import plot_bench
+
+        plot_bench(result, plot)
+    if as_json:
+        _print_json(result)
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{result['model']}[/] ({result['weights']}, {result['weights_source']}) on {result['device']}; "
+              f"prompt {prompt}, {gen} tokens; profile {result['hardware_name']} "
+              f"({result['bandwidth_gbps']:,.1f} GB/s)")
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("batch", "ceiling tok/s", "estimate tok/s", "measured tok/s", "error %", "batch tok/s", "MBU",
+                "TPOT ms", "TTFT ms", "est. TTFT ms"):
+        t.add_column(col, justify="right")
+    for r in result["rows"]:
+        t.add_row(str(r["batch"]), f"{r['ceiling_tok_s']:,.1f}", f"{r['estimate_tok_s']:,.1f}",
+                  f"{r['measured_tok_s']:,.1f}", f"{r['error_pct']:+.1f}", f"{r['measured_throughput_tok_s']:,.1f}",
+                  f"{r['mbu']:.2f}", f"{r['tpot_ms']:,.2f}", f"{r['ttft_ms']:,.1f}", f"{r['estimate_ttft_ms']:,.1f}")
+    con.print(t)
+
+
 # ------------------------------------------------------------------------------------------------------ validate
 
 
@@ -320,6 +466,9 @@ def hardware_show(name: str, as_json: JsonOpt = False) -> None:
         _print_json(h.to_dict())
         return
     con = _console()
+    if h.measured:
+        _show_profile(h, con)
+        return
     con.print(f"[bold]{h.name}[/] ({h.id}; aliases: {', '.join(h.aliases) or '-'})")
     con.print(f"memory {h.memory_gb:g} GB, bandwidth {h.bandwidth_gbps:,.1f} GB/s, device link "
               f"{h.link_name or 'none published'} ({h.link_gbps:,.1f} GB/s per direction)")
@@ -335,6 +484,42 @@ def hardware_show(name: str, as_json: JsonOpt = False) -> None:
     con.print(f"notes: {h.notes}", highlight=False)
     for s in h.sources:
         con.print(f"source: {s}", highlight=False)
+
+
+def _show_profile(h, con) -> None:
+    """A measured profile beside the catalog device it is closest to (bandwidth and fp32 rate, log distance)."""
+    import math
+
+    from rich.table import Table
+
+    from .catalog import hardware_records
+    from .hardware import Hardware
+
+    def distance(c: Hardware) -> float:
+        d = abs(math.log(c.bandwidth_gbps / h.bandwidth_gbps))
+        for dtype in ("fp32", "fp16"):
+            if c.peak_tflops.get(dtype) and h.peak_tflops.get(dtype):
+                d += abs(math.log(c.peak_tflops[dtype] / h.peak_tflops[dtype]))
+        return d
+
+    catalog_devices = [Hardware.from_record(r) for r in hardware_records()]
+    same_class = [c for c in catalog_devices if c.device_class == h.device_class] or catalog_devices
+    near = min(same_class, key=distance)
+    con.print(f"[bold]{h.name}[/] ({h.sources[0] if h.sources else 'measured'})")
+    t = Table(title=f"measured, beside the closest catalog device: {near.id}", show_edge=False, pad_edge=False)
+    for col in ("figure", "measured", near.id, "ratio"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    rows = [("read bandwidth GB/s", h.bandwidth_gbps, near.bandwidth_gbps)]
+    rows += [(f"{d} TFLOPS", h.peak_tflops.get(d), near.peak_tflops.get(d)) for d in ("fp32", "bf16", "fp16", "int8")
+             if h.peak_tflops.get(d)]
+    rows.append(("memory GB", h.memory_gb, near.memory_gb))
+    for label, mine, theirs in rows:
+        t.add_row(label, f"{mine:,.3g}", f"{theirs:,.3g}" if theirs else "-",
+                  f"{mine / theirs:,.2f}" if theirs else "-")
+    con.print(t)
+    step, layer = h.overheads_at(1)
+    con.print(f"overheads: {step:,.0f} µs per decode step + {layer:,.0f} µs per layer (batch 1); ridge point "
+              f"{h.ridge_point('fp32') or 0:,.1f} FLOP/B (fp32)")
 
 
 @models_app.command("list")

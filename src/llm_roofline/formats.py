@@ -69,7 +69,7 @@ def _q16(fid: str, bits: float, compute: str, keeps: str = _HF, source: str = ""
 FORMATS: dict[str, WeightFormat] = {
     "f32": WeightFormat("f32", 32, "fp32", 32, 32, 32, keeps="everything in 32 bits", source="IEEE 754"),
     "f16": WeightFormat("f16", 16, "fp16", 16, 16, 16, keeps="everything in 16 bits", source="IEEE 754"),
-    "bf16": WeightFormat("bf16", 16, "fp16", 16, 16, 16, keeps="everything in 16 bits", source="bfloat16"),
+    "bf16": WeightFormat("bf16", 16, "bf16", 16, 16, 16, keeps="everything in 16 bits", source="bfloat16"),
     "fp8": _q16("fp8", 8, "fp8", source="FP8 E4M3 with per-tensor or 128x128 block scales (<0.1% extra)"),
     "int8": _q16(
         "int8", 8, "fp16",

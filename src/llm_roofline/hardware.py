@@ -17,6 +17,7 @@ PEAK_FALLBACK = {
     "fp8": ("fp8", "fp16", "fp32"),
     "int8": ("int8", "fp16", "fp32"),
     "fp16": ("fp16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),  # the catalog's "fp16" is the 16-bit rate (bf16 too); profiles measure both
     "fp32": ("fp32", "fp16"),  # TPUs and Gaudi publish no FP32 peak; they run FP32 matmuls on the bf16 units
 }
 
@@ -31,6 +32,7 @@ class EfficiencyDefaults:
     runtime_overhead_gb: float  # CUDA/Metal context, library workspaces, allocator slack, per device
     allreduce_latency_us: float
     source: str
+    layer_overhead_us: float = 0.0  # per layer per step (measured profiles: eager dispatch per layer)
 
 
 _NOTES = "shared/data/hardware-notes.md, 'Conventions that matter for a roofline'"
@@ -80,8 +82,38 @@ class Hardware:
     sources: tuple[str, ...] = ()
     notes: str = ""
     confidence: str | None = None
-    # Set by a measured profile (llm-roofline measure): figures that replace the class defaults.
+    # Set by a measured profile (llm-roofline measure): figures that replace the class defaults,
     measured: dict[str, float] = field(default_factory=dict)
+    # the read rate against buffer size ((bytes, GB/s), ascending), and per matmul dtype and matrix size the rate
+    # at which weights stream when M vectors multiply them ({matrix bytes: ((M, GB/s), ...)}).
+    bandwidth_curve: tuple[tuple[float, float], ...] = ()
+    matmul_curves: dict[str, dict[float, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
+    overhead_by_batch: dict[str, dict[str, float]] = field(default_factory=dict)  # measured at batch 1 and 8
+
+    def overheads_at(self, batch: int) -> tuple[float, float]:
+        """(per-step, per-layer) overhead in µs at a batch size, interpolated between the measured batches."""
+        d = self.defaults
+        if not self.overhead_by_batch:
+            return d.step_overhead_us, d.layer_overhead_us
+        points = sorted((int(b), v) for b, v in self.overhead_by_batch.items())
+        step = _interpolate(tuple((b, max(v["step_overhead_us"], 1e-3)) for b, v in points), batch)
+        layer = _interpolate(tuple((b, max(v["layer_overhead_us"], 1e-3)) for b, v in points), batch)
+        return step, layer
+
+    def bandwidth_at(self, working_set_bytes: float) -> float:
+        """Measured read rate for a working set of this size (log-log interpolation; the large-buffer rate
+        beyond the largest buffer measured); the datasheet figure without a curve."""
+        return _interpolate(self.bandwidth_curve, working_set_bytes) or self.bandwidth_gbps
+
+    def weight_stream_gbps(self, dtype: str, tokens: float, matrix_bytes: float) -> float | None:
+        """Measured rate at which matmul weights stream when `tokens` vectors multiply matrices of this size
+        (log-log interpolation in both; clamped to the sizes measured)."""
+        curves = self.matmul_curves.get(dtype) or self.matmul_curves.get({"fp16": "bf16", "bf16": "fp16"}.get(
+            dtype, ""))
+        if not curves:
+            return None
+        by_size = tuple(sorted((size, _interpolate(curve, tokens)) for size, curve in curves.items()))
+        return _interpolate(by_size, matrix_bytes)
 
     @property
     def device_class(self) -> str:
@@ -111,7 +143,7 @@ class Hardware:
         for candidate in PEAK_FALLBACK[dtype]:
             rate = self.peak_tflops.get(candidate)
             if rate:
-                factor = self.half_accumulate_factor if candidate in ("fp16", "fp8") else 1.0
+                factor = self.half_accumulate_factor if candidate in ("fp16", "bf16", "fp8") else 1.0
                 return float(rate) * factor, candidate
         return None, dtype
 
@@ -151,10 +183,35 @@ class Hardware:
             notes=rec.get("notes", ""),
             confidence=rec.get("confidence"),
             measured=dict(rec.get("measured") or {}),
+            bandwidth_curve=tuple((r["bytes"], r["read_gbps"]) for r in rec.get("bandwidth") or ()),
+            matmul_curves=_matmul_curves(rec.get("roofline") or ()),
+            overhead_by_batch=dict(rec.get("overhead_by_batch") or {}),
         )
 
 
 @cache
+def _interpolate(curve, x: float) -> float | None:
+    if not curve:
+        return None
+    import math
+
+    if x <= curve[0][0]:
+        return curve[0][1]
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+        if x <= x1:
+            f = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return math.exp(math.log(y0) + f * (math.log(y1) - math.log(y0)))
+    return curve[-1][1]
+
+
+def _matmul_curves(rows) -> dict[str, dict[float, tuple[tuple[float, float], ...]]]:
+    curves: dict[str, dict[float, list]] = {}
+    for r in rows:
+        size = r.get("matrix_bytes", r.get("weight_bytes", 0))
+        curves.setdefault(r.get("dtype", "fp32"), {}).setdefault(size, []).append((r["vectors"], r["gbps"]))
+    return {k: {size: tuple(sorted(v)) for size, v in d.items()} for k, d in curves.items()}
+
+
 def _catalog_names() -> dict[str, dict]:
     names: dict[str, dict] = {}
     for rec in catalog.hardware_records():

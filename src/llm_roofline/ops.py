@@ -34,6 +34,8 @@ class Op:
     compute: str  # dtype whose peak applies
     count: int = 1  # identical instances (e.g. the same op in 80 identical layers)
     comm_bytes: float = 0.0  # bytes each device sends over the device link (all-reduce)
+    tokens: float = 0.0  # matmuls: vectors multiplying each weight (what a measured matmul curve is indexed by)
+    matrix_bytes: float = 0.0  # matmuls: bytes of one of its weight matrices (kernel efficiency depends on it)
 
     @property
     def bytes(self) -> float:
@@ -97,11 +99,17 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
     return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
 
 
+# Weight matrices per operator: q, k, v; gate, up, down (2 without a gate); one for the rest.
+MATRICES = {"attn_qkv": 3, "mlp": 3, "moe_shared": 3, "embed_proj": 2}
+
+
 def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act: int, width_in: float,
-            width_out: float, tokens: float | None = None) -> Op:
+            width_out: float, tokens: float | None = None, matrices: int | None = None) -> Op:
     tokens = step.tokens if tokens is None else tokens
-    return Op(name, "matmul", 2 * tokens * params / step.tp, params * bits / 8 / step.tp, 0.0,
-              tokens * (width_in + width_out / step.tp) * act, compute)
+    weight = params * bits / 8 / step.tp
+    return Op(name, "matmul", 2 * tokens * params / step.tp, weight, 0.0,
+              tokens * (width_in + width_out / step.tp) * act, compute, tokens=tokens,
+              matrix_bytes=weight / (matrices or MATRICES.get(name, 1)))
 
 
 def _attention(spec: ModelSpec, layer: LayerSpec, step: Step, kv_bits: float, act: int) -> Op:
@@ -150,9 +158,12 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
             touched = expected_experts(moe.n_experts, moe.top_k, step.tokens)
             ops.append(Op("moe_experts", "matmul", 2 * step.tokens * moe.top_k * g.per_expert / step.tp,
                           touched * g.per_expert * bits / 8 / step.tp, 0.0,
-                          step.tokens * moe.top_k * 2 * h * act, compute))
+                          step.tokens * moe.top_k * 2 * h * act, compute,
+                          tokens=step.tokens * moe.top_k / touched, matrix_bytes=g.per_expert * bits / 8 / 3 / step.tp))
         else:
-            ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h))
+            gated = 3 if spec.mlp_gated else 2
+            ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h,
+                               matrices=gated if g.op == "mlp" else None))
         if g.op == "attn_qkv":
             ops.append(_attention(spec, layer, step, kv_bits, act))
     if step.tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message

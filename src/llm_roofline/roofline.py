@@ -16,7 +16,7 @@ from .architecture import ModelSpec, load_model, param_counts
 from .errors import UserError, require_positive
 from .formats import WeightFormat, kv_bits, load_format
 from .hardware import Hardware, load_hardware
-from .memory import GB, MemoryResult, memory_budget, weight_bytes
+from .memory import MemoryResult, memory_budget, weight_bytes
 from .ops import Op, Step, step_ops
 
 DECODE_SAMPLES = 16
@@ -208,6 +208,12 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     ceiling = max(t_compute, t_memory)
     compute_eff = eff.int8_compute if dtype == "int8" and eff.int8_compute else eff.compute
     estimate = max(t_compute / compute_eff, t_memory / eff.bandwidth)
+    stream = hw.weight_stream_gbps(dtype, op.tokens, op.matrix_bytes) if op.kind == "matmul" and op.tokens else None
+    if stream:  # a measured profile: the weights stream at the rate this machine reached with this many vectors
+        large = hw.bandwidth_curve[-1][1] if hw.bandwidth_curve else hw.bandwidth_gbps
+        rate = stream * hw.bandwidth_gbps / large  # scaled to the cache level the working set lives in
+        estimate = max(estimate, op.weight_bytes / (rate * 1e9) + (op.bytes - op.weight_bytes) /
+                       (hw.bandwidth_gbps * 1e9 * eff.bandwidth))
     return ceiling, estimate, t_compute, t_memory, dtype
 
 
@@ -278,7 +284,7 @@ def _average(steps: list[StepTiming]) -> StepTiming:
 
 def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute_efficiency: float | None,
                        step_overhead_us: float | None, engine: str | None = None,
-                       fmt: WeightFormat | None = None) -> Efficiency:
+                       fmt: WeightFormat | None = None, n_layers: int = 0, batch: int = 1) -> Efficiency:
     """The estimate's inputs: an engine's fitted profile, else the device-class defaults; explicit values win."""
     for name, value in (("bandwidth_efficiency", bandwidth_efficiency), ("compute_efficiency", compute_efficiency)):
         if value is not None and not 0 < value <= 1:
@@ -292,8 +298,12 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
         base = efficiency_for(engine, fmt, hw)
     else:
         d = hw.defaults
-        base = Efficiency(d.bandwidth_efficiency, d.compute_efficiency, d.step_overhead_us, d.allreduce_latency_us,
-                          f"{hw.device_class} class defaults ({d.source})")
+        step_us, layer_us = hw.overheads_at(batch)
+        base = Efficiency(d.bandwidth_efficiency, d.compute_efficiency, step_us + layer_us * n_layers,
+                          d.allreduce_latency_us,
+                          f"{hw.device_class} class defaults ({d.source})" if not hw.measured else
+                          f"measured profile {hw.id}: overhead {step_us:,.0f} µs/step + {layer_us:,.0f} µs/layer "
+                          f"x {n_layers} layers at batch {batch}")
     changes = {k: v for k, v in (("bandwidth", bandwidth_efficiency), ("compute", compute_efficiency),
                                  ("step_overhead_us", step_overhead_us)) if v is not None}
     if compute_efficiency is not None:
@@ -338,7 +348,8 @@ def predict(
     fmt = load_format(weights or spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     bits = kv_bits(kv_name)
-    eff = resolve_efficiency(hw, bandwidth_efficiency, compute_efficiency, step_overhead_us, engine, fmt)
+    eff = resolve_efficiency(hw, bandwidth_efficiency, compute_efficiency, step_overhead_us, engine, fmt,
+                             spec.n_layers, batch)
     depth = prompt if context is None else context
     notes = list(spec.notes)
 
@@ -346,9 +357,14 @@ def predict(
     prefill = time_step(step_ops(spec, fmt, bits, Step(batch, prompt, max(0, depth - prompt), tp)), hw, eff,
                         "prefill")
     samples = min(gen, DECODE_SAMPLES)
-    steps = [time_step(step_ops(spec, fmt, bits, Step(batch, 1, depth + (k + 0.5) * gen / samples, tp)), hw, eff,
-                       "decode") for k in range(samples)]
-    decode = _average(steps)
+    step_lists = [step_ops(spec, fmt, bits, Step(batch, 1, depth + (k + 0.5) * gen / samples, tp))
+                  for k in range(samples)]
+    if hw.bandwidth_curve:  # a measured profile: use the read rate of the cache level the step's bytes fit in
+        working_set = sum(op.count * op.bytes for op in step_lists[len(step_lists) // 2])
+        hw = replace(hw, bandwidth_gbps=hw.bandwidth_at(working_set))
+        prefill = time_step(step_ops(spec, fmt, bits, Step(batch, prompt, max(0, depth - prompt), tp)), hw, eff,
+                            "prefill")
+    decode = _average([time_step(ops, hw, eff, "decode") for ops in step_lists])
 
     counts = param_counts(spec)
     mem = memory_budget(spec, fmt, bits, batch, prompt, depth + gen, tp, hw.memory_gb,
@@ -419,5 +435,3 @@ def predict(
         notes=tuple(notes),
     )
 
-
-__all__ = ["predict", "Prediction", "Efficiency", "GB"]

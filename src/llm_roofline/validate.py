@@ -5,9 +5,9 @@ Each row is predicted from the row alone: its per-device bandwidth, fp16 rate an
 lengths, and the engine (whose efficiency profile the estimate uses). Column meanings: shared/data/measurements/
 README.md, shipped as the default data (`catalog/measurements_dev.csv`).
 
-For speed the operators of every step a row needs are timed once at 100% efficiency; the ceiling and every
-estimate are then sums of max(t_compute / eta_c, t_memory / eta_bw) over those operators plus overheads, which is
-what `calibrate` evaluates thousands of times while fitting engine profiles.
+For speed the operators of every step a row needs are timed once at 100% efficiency (RowModel); the ceiling and
+every estimate are then sums of max(t_compute / eta_c, t_memory / eta_bw) over those operators plus overheads,
+evaluated for all rows at once by calibrate.RowSet, which `calibrate` calls thousands of times while fitting.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .architecture import load_model
 from .errors import UserError
 from .formats import kv_bits, load_format
 from .hardware import Hardware, load_hardware
-from .memory import GB, memory_budget
+from .memory import memory_budget
 from .ops import Step, step_ops
 from .roofline import DECODE_SAMPLES, Efficiency, time_op
 
@@ -234,55 +234,19 @@ class StepTimes:
     int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
     t_link: float
     allreduces: int
-    pipeline: int = 1
-    pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)  # devices that can overlap this step (layer split): the ceiling divides by it
-
-    def time(self, eta_bw: float, eta_c: float, overhead_s: float, allreduce_s: float, eta_int8: float | None = None,
-             ceiling: bool = False) -> float:
-        eta = np.where(self.int8, eta_c if eta_int8 is None else eta_int8, eta_c)
-        t = float(np.maximum(self.t_compute / eta, self.t_memory / eta_bw).sum()
-                  + self.t_link / eta_bw + self.allreduces * allreduce_s + overhead_s)
-        return t / self.pipeline if ceiling else t
+    pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
+    pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)
 
 
 @dataclass(frozen=True)
 class RowModel:
+    """What a row needs, timed once: its prefill and/or decode steps (calibrate.RowSet evaluates them)."""
+
     m: Measurement
     prefill: StepTimes | None
     decode: tuple[StepTimes, ...]  # samples over the decode run; their mean is the step time
     fits: bool
     min_devices: int | None
-
-    def value(self, eta_bw: float, eta_c: float, overhead_us: float, allreduce_us: float,
-              eta_int8: float | None = None, prefill_overhead_us: float | None = None) -> float:
-        """The row's metric under these efficiencies."""
-        o, a, m = overhead_us * 1e-6, allreduce_us * 1e-6, self.m
-        po = o if prefill_overhead_us is None else prefill_overhead_us * 1e-6
-        if self.decode:
-            step = sum(s.time(eta_bw, eta_c, o, a, eta_int8) for s in self.decode) / len(self.decode)
-        if self.prefill is not None:
-            ttft = self.prefill.time(eta_bw, eta_c, po, a, eta_int8)
-        if m.metric == "decode_tok_s":
-            return 1 / step
-        if m.metric == "decode_throughput_tok_s":
-            return m.batch / step
-        if m.metric == "tpot_ms":
-            return step * 1e3
-        if m.metric == "prefill_tok_s":
-            return m.batch * m.prompt_tokens / ttft
-        if m.metric == "ttft_ms":
-            return ttft * 1e3
-        return m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)  # throughput_tok_s
-
-    def ceiling(self) -> float:
-        """Datasheet peaks, no overhead, and a layer-split prefill perfectly pipelined over its devices."""
-        m = self.m
-        step = sum(s.time(1, 1, 0, 0, ceiling=True) for s in self.decode) / len(self.decode) if self.decode else 0
-        ttft = self.prefill.time(1, 1, 0, 0, ceiling=True) if self.prefill is not None else 0
-        return {"decode_tok_s": lambda: 1 / step, "decode_throughput_tok_s": lambda: m.batch / step,
-                "tpot_ms": lambda: step * 1e3, "prefill_tok_s": lambda: m.batch * m.prompt_tokens / ttft,
-                "ttft_ms": lambda: ttft * 1e3,
-                "throughput_tok_s": lambda: m.batch * m.gen_tokens / (ttft + (m.gen_tokens - 1) * step)}[m.metric]()
 
 
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
@@ -326,10 +290,6 @@ def row_model(m: Measurement) -> RowModel:
     mem = memory_budget(spec, fmt, bits, m.batch, max(m.prompt_tokens, 1), length, tp, hw.memory_gb,
                         hw.defaults.runtime_overhead_gb)
     return RowModel(m, prefill, tuple(decode), mem.fits, mem.min_devices)
-
-
-__all__ = ["Measurement", "Skipped", "RowModel", "read_measurements", "row_model", "row_hardware", "source_group",
-           "METRICS", "TIME_METRICS", "CEILING_TOLERANCE", "GB", "asdict"]
 
 
 # ---------------------------------------------------------------------------------------------------- the report
@@ -396,6 +356,19 @@ class ValidationReport:
             "ceiling_violations": [r.to_dict() for r in self.violations],
             "skipped": [asdict(s) for s in self.skipped],
         }
+
+
+def summarize_errors(rowset, estimates) -> dict[str, dict]:
+    """Per metric: n, median and p90 of the absolute error %, and the bias (signed median), of estimates."""
+    err = 100 * (estimates - rowset.measured) / rowset.measured
+    out = {}
+    for i, metric in enumerate(METRICS):
+        sel = rowset.metric == i
+        if sel.any():
+            out[metric] = {"n": int(sel.sum()), "median_abs_error_pct": float(np.median(np.abs(err[sel]))),
+                           "p90_abs_error_pct": float(np.percentile(np.abs(err[sel]), 90)),
+                           "bias_pct": float(np.median(err[sel]))}
+    return out
 
 
 def summarize(results: list[RowResult]) -> MetricSummary:

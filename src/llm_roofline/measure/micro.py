@@ -1,0 +1,269 @@
+"""Microbenchmarks of the machine in front of you: the ceilings the roofline needs, measured.
+
+- bandwidth: a streaming read (a matrix-vector product: every byte of the matrix read once, 2 FLOPs per 4 bytes)
+  and a copy, over buffer sizes from 1 MiB to several times the last-level cache; the read rate of the largest
+  buffer is the figure decode uses, the curve shows the cache levels;
+- peak matrix throughput per dtype (fp32, bf16, fp16, int8 where PyTorch has a kernel);
+- the empirical roofline: one weight matrix well beyond the last-level cache multiplied by 1, 2, 4, ... vectors
+  (GEMV to GEMM), attained FLOP/s and bytes/s against arithmetic intensity;
+- overheads: one tiny operator's dispatch, and the decode step of a tiny transformers decoder at two depths, whose
+  difference gives the per-layer cost and whose intercept the fixed per-step cost.
+Method: warm-up, repeated runs, median with min and max, fresh random inputs (never zeros), device
+synchronisation (CUDA events) on GPUs. PyTorch when installed; numpy on the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .device import Timing, available_memory_bytes, last_level_cache_bytes, machine_info, time_it, torch_or_none
+
+MIB = 1 << 20
+
+
+class Backend:
+    """The handful of array operations the benchmarks need, on torch (any device) or numpy (CPU)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.torch = torch_or_none()
+        if self.torch is None and device != "cpu":  # pragma: no cover - resolve_device refuses this earlier
+            raise UserError(f"--device {device} needs PyTorch")
+        if self.torch is None:
+            import numpy
+
+            self.np = numpy
+            self.rng = numpy.random.default_rng(0)
+        else:
+            self.torch.manual_seed(0)
+
+    @property
+    def name(self) -> str:
+        return f"torch {self.torch.__version__}" if self.torch else f"numpy {self.np.__version__}"
+
+    def dtypes(self) -> list[str]:
+        if self.torch is None:
+            return ["fp32"]
+        out = ["fp32", "bf16", "fp16"]
+        if self.device == "cuda":
+            out.append("int8")
+        return out
+
+    def rand(self, shape, dtype: str = "fp32"):
+        if self.torch is None:
+            return self.rng.random(shape, dtype="float32")
+        t = self.torch
+        if dtype == "int8":
+            return t.randint(-64, 64, shape, dtype=t.int8, device=self.device)
+        kind = {"fp32": t.float32, "bf16": t.bfloat16, "fp16": t.float16}[dtype]
+        return t.rand(shape, device=self.device, dtype=t.float32).to(kind)
+
+    def matmul(self, a, b):
+        if self.torch is not None and a.dtype == self.torch.int8:
+            return self.torch._int_mm(a, b)
+        return a @ b
+
+    def linear(self, x, w):
+        """x @ w.T with w stored (out, in): the layout of every PyTorch linear layer, whose kernels differ
+        from a plain x @ w (on CPUs by up to 2x in either direction)."""
+        if self.torch is None:
+            return x @ w.T
+        return self.torch.nn.functional.linear(x, w)
+
+    def copy(self, dst, src):
+        if self.torch is None:
+            self.np.copyto(dst, src)
+        else:
+            dst.copy_(src)
+
+    def empty_like(self, x):
+        return self.np.empty_like(x) if self.torch is None else self.torch.empty_like(x)
+
+    def free(self) -> None:
+        if self.torch is not None and self.device == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def _sizes(largest: int, quick: bool) -> list[int]:
+    sizes, size = [], MIB
+    step = 4 if quick else 2
+    while size < largest:
+        sizes.append(size)
+        size *= step
+    return sizes + [largest]
+
+
+def bandwidth_sweep(be: Backend, quick: bool, progress=None) -> list[dict]:
+    """Read and copy rates over buffer sizes up to several times the last-level cache."""
+    llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
+    budget = available_memory_bytes(be.device) // 6
+    largest = int(min(max(4 * llc, 1 << 30), budget, (2 << 30) if quick else (8 << 30)))
+    largest -= largest % (4 * 4096)
+    rows = []
+    for size in _sizes(largest, quick):
+        n = size // 4
+        cols = 4096 if n >= 4096 else n
+        a = be.rand((n // cols, cols))
+        v = be.rand((cols,))
+        repeats = 5 if quick else 11
+        inner = max(1, int(64 * MIB // size))  # small buffers: repeat inside one timing to beat timer resolution
+        read = time_it(lambda: [be.matmul(a, v) for _ in range(inner)], be.device, repeats)
+        b = be.empty_like(a)
+        copy = time_it(lambda: [be.copy(b, a) for _ in range(inner)], be.device, repeats)
+        moved = n * 4 * inner
+        rows.append({"bytes": n * 4, "read_gbps": moved / read.median / 1e9, "read_min_gbps": moved / read.max / 1e9,
+                     "read_max_gbps": moved / read.min / 1e9, "copy_gbps": 2 * moved / copy.median / 1e9,
+                     "copy_min_gbps": 2 * moved / copy.max / 1e9, "copy_max_gbps": 2 * moved / copy.min / 1e9})
+        a = b = v = None  # free the buffers before the next size is allocated
+        be.free()
+        if progress:
+            progress()
+    return rows
+
+
+def matmul_peaks(be: Backend, quick: bool, progress=None) -> dict[str, dict]:
+    """Dense square matmul rate per dtype (TFLOPS)."""
+    out = {}
+    n = 4096 if be.device != "cpu" else (1024 if quick else 2048)
+    if be.device == "cuda" and not quick:
+        n = 8192
+    for dtype in be.dtypes():
+        try:
+            a, b = be.rand((n, n), dtype), be.rand((n, n), dtype)
+            if dtype == "int8":
+                b = b.t().contiguous().t()  # torch._int_mm wants a column-major right operand
+            t = time_it(lambda: be.matmul(a, b), be.device, repeats=3 if quick else 7)
+        except (RuntimeError, TypeError, NotImplementedError):  # no kernel for this dtype on this device
+            continue
+        flops = 2 * n**3
+        out[dtype] = {"tflops": flops / t.median / 1e12, "min_tflops": flops / t.max / 1e12,
+                      "max_tflops": flops / t.min / 1e12, "n": n}
+        a = b = None
+        be.free()
+        if progress:
+            progress()
+    return out
+
+
+def empirical_roofline(be: Backend, quick: bool, dtype: str = "fp32", progress=None) -> list[dict]:
+    """Weights beyond the last-level cache times 1, 2, 4, ... vectors: FLOP/s and bytes/s against intensity.
+    The weights are a stack of distinct square matrices in the (out, in) layout of linear layers, read one
+    after another as a decode step reads its layers, at five matrix sizes (256 to 4096 square): on CPUs the rate
+    depends on the matrix size as much as on the vector count, and a model's matmuls look up their own size."""
+    llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
+    elem = 2 if dtype in ("bf16", "fp16") else 4
+    target = min(max(2 * llc, 256 * MIB), available_memory_bytes(be.device) // 8, 1 << 30)
+    rows = []
+    vectors = (1, 2, 8, 32) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 512 if be.device == "cpu" else 4096)
+    for side in (256, 512, 1024, 2048, 4096):
+        stack = [be.rand((side, side), dtype) for _ in range(max(2, int(target // (elem * side * side))))]
+        for m in vectors:
+            x = be.rand((m, side), dtype)
+            t = time_it(lambda: [be.linear(x, w) for w in stack], be.device, repeats=2 if quick else 5)
+            flops = 2 * m * side * side * len(stack)
+            moved = elem * (side * side + 2 * m * side) * len(stack)
+            rows.append({"vectors": m, "matrix_bytes": elem * side * side, "intensity_flop_per_byte": flops / moved,
+                         "gflops": flops / t.median / 1e9, "gbps": moved / t.median / 1e9,
+                         "weight_bytes": elem * side * side * len(stack), "dtype": dtype})
+            if progress:
+                progress()
+        stack = None
+        be.free()
+    return rows
+
+
+def dispatch_overhead_us(be: Backend) -> Timing:
+    """One tiny operator, launch to completion (µs)."""
+    x = be.rand((1,))
+    t = time_it(lambda: [x + 1 for _ in range(200)], be.device, repeats=9)
+    return Timing(t.median / 200 * 1e6, t.min / 200 * 1e6, t.max / 200 * 1e6, t.repeats)
+
+
+def decoder_overhead_us(device: str, quick: bool) -> dict | None:
+    """Decode-step time of a tiny Llama-style decoder (transformers, eager, static cache) at 2 and 8 layers and
+    batch 1 and 8: its weights are a few hundred kB, so the step time is overhead; the slope per layer and the
+    intercept generalise to any decoder run by the same engine. None when transformers is not installed."""
+    try:
+        import transformers  # noqa: F401
+
+        from .bench import build_model, decode_steps
+    except ImportError:
+        return None
+    tiny = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 256, "torch_dtype": "float32"}
+    by_batch = {}
+    models = {layers: build_model({**tiny, "num_hidden_layers": layers}, device, "f32") for layers in (2, 8)}
+    for batch in (1, 8):
+        t = {layers: decode_steps(m, device, batch=batch, prompt=8, gen=16 if quick else 48,
+                                  repeats=2 if quick else 3)["tpot_s"] for layers, m in models.items()}
+        per_layer = max(0.0, (t[8] - t[2]) / 6)
+        by_batch[str(batch)] = {"step_overhead_us": max(0.0, t[2] - 2 * per_layer) * 1e6,
+                                "layer_overhead_us": per_layer * 1e6}
+    return {**by_batch["1"], "by_batch": by_batch}
+
+
+def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
+    """Measure a device and return its profile (a hardware record `predict --hardware` accepts)."""
+    be = Backend(device)
+    bar = progress_factory() if progress_factory else None
+
+    def tick(label):
+        def step():
+            if bar:
+                bar(label)
+        return step
+
+    bandwidth = bandwidth_sweep(be, quick, tick("memory bandwidth"))
+    peaks = matmul_peaks(be, quick, tick("matmul peaks"))
+    roofline = [row for dtype in ("fp32", "bf16") if dtype in peaks
+                for row in empirical_roofline(be, quick, dtype, tick("empirical roofline"))]
+    dispatch = dispatch_overhead_us(be)
+    decoder = decoder_overhead_us(device, quick)
+    if bar:
+        bar("overheads")
+    info = machine_info(device)
+    large = bandwidth[-1]
+    peak_tflops = {d: v["tflops"] for d, v in peaks.items()}
+    if "bf16" in peak_tflops or "fp16" in peak_tflops:
+        # The catalog key "fp16" means the 16-bit matmul rate; formats that run bf16 look up "bf16" first.
+        peak_tflops.setdefault("fp16", peak_tflops.get("bf16"))
+    ridge = {d: t * 1e12 / (large["read_gbps"] * 1e9) for d, t in peak_tflops.items() if t}
+    measured_overheads = decoder or {"step_overhead_us": 0.0, "layer_overhead_us": 25 * dispatch.median}
+    category = {"cpu": "desktop_cpu", "mps": "apple_soc", "cuda": "datacenter_gpu"}[device]
+    name = info.get("gpu_name") or info["cpu_model"]
+    return {
+        "kind": "llm-roofline measured profile",
+        "id": f"measured-{device}",
+        "name": f"{name} (measured, {device})",
+        "category": category,
+        "vendor": "",
+        "machine": info,
+        "backend": be.name,
+        "quick": quick,
+        "memory_gb": info["memory_bytes"] / 1e9,
+        "bandwidth_gbps": large["read_gbps"],
+        "bandwidth_spread_gbps": [large["read_min_gbps"], large["read_max_gbps"]],
+        "copy_gbps": large["copy_gbps"],
+        "bandwidth": bandwidth,
+        "peak_tflops": peak_tflops,
+        "matmul": peaks,
+        "ridge_point_flop_per_byte": ridge.get("fp32"),
+        "ridge_points": ridge,
+        "roofline": roofline,
+        "dispatch_overhead_us": dispatch.to_dict(),
+        "step_overhead_us": measured_overheads["step_overhead_us"],
+        "layer_overhead_us": measured_overheads["layer_overhead_us"],
+        "decoder_overhead": decoder,
+        # The estimate of a measured device: these figures are what this machine reaches, so the achievable
+        # fractions are 1 and the overheads are the measured ones.
+        "measured": {"bandwidth_efficiency": 1.0, "compute_efficiency": 1.0,
+                     "step_overhead_us": measured_overheads["step_overhead_us"],
+                     "layer_overhead_us": measured_overheads["layer_overhead_us"]},
+        "overhead_by_batch": (decoder or {}).get("by_batch"),
+        "sources": [f"llm-roofline measure --device {device}{' --quick' if quick else ''}, {info['date']}"],
+        "confidence": "measured",
+        "notes": f"largest buffer {large['bytes'] / MIB:,.0f} MiB; last-level cache "
+                 f"{info['last_level_cache_bytes'] / MIB:,.0f} MiB",
+    }
+
+
+__all__ = ["measure", "bandwidth_sweep", "matmul_peaks", "empirical_roofline", "Backend"]

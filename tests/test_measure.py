@@ -1,0 +1,127 @@
+"""measure / bench on the CPU: sane figures, a profile that works as a device, and one-line errors."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llm_roofline import load_hardware, predict  # noqa: E402
+from llm_roofline.cli import main  # noqa: E402
+from llm_roofline.errors import UserError  # noqa: E402
+from llm_roofline.measure import device as device_mod  # noqa: E402
+from llm_roofline.measure import micro  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("profile") / "cpu.json"
+    assert main(["measure", "--device", "cpu", "--quick", "--out", str(path), "--json"]) == 0
+    return path
+
+
+def test_quick_profile_is_sane(profile_path):
+    p = json.loads(profile_path.read_text())
+    assert p["bandwidth_gbps"] > 1 and p["bandwidth_spread_gbps"][0] <= p["bandwidth_gbps"] * 1.001
+    assert p["peak_tflops"]["fp32"] > 0.005 and p["ridge_point_flop_per_byte"] > 0
+    sizes = [r["bytes"] for r in p["bandwidth"]]
+    assert sizes == sorted(sizes) and sizes[-1] >= 256 * 2**20
+    # the largest buffer is at least the last-level cache (or 1/6 of free memory): DRAM, not cache
+    assert sizes[-1] >= min(p["machine"]["last_level_cache_bytes"], 1 << 30) or sizes[-1] >= 256 * 2**20
+    fp32 = [r for r in p["roofline"] if r["dtype"] == "fp32"]
+    for size in {r["matrix_bytes"] for r in fp32}:  # more vectors per weight read: more FLOPs per byte
+        intensities = [r["intensity_flop_per_byte"] for r in fp32 if r["matrix_bytes"] == size]
+        assert intensities == sorted(intensities) and intensities[0] < 1 < intensities[-1]
+    assert all(r["gflops"] > 0 and r["gbps"] > 0 for r in p["roofline"])
+    assert p["step_overhead_us"] >= 0 and p["layer_overhead_us"] >= 0 and p["dispatch_overhead_us"]["median"] > 0
+    for key in ("date", "cpu_model", "cpu_cores", "torch", "platform"):
+        assert p["machine"][key]
+
+
+def test_profile_is_a_device(profile_path, capsys):
+    hw = load_hardware(profile_path)
+    assert hw.measured and hw.bandwidth_curve and hw.matmul_curves
+    p = predict("qwen2.5-0.5b", profile_path, weights="f32", gen=8)
+    # the ceiling streams the step's bytes at the measured read rate for that working set
+    rate = hw.bandwidth_at(p.decode.bytes_per_step) * 1e9
+    assert p.decode.ceiling_tok_s == pytest.approx(rate / p.decode.bytes_per_step, rel=0.05)
+    assert p.decode.estimate_tok_s < p.decode.ceiling_tok_s
+    assert "measured profile" in p.efficiency.source
+    assert main(["predict", "qwen2.5-0.5b", "--hardware", str(profile_path), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["hardware", "show", str(profile_path)]) == 0
+    out = capsys.readouterr().out
+    assert "closest catalog device" in out
+
+
+def test_bench_tiny_model(profile_path):
+    pytest.importorskip("transformers")
+    from llm_roofline.measure.bench import bench
+
+    result = bench("smollm2-135m", "cpu", "bf16", (1, 2), prompt=8, gen=4, hardware=profile_path, repeats=1)
+    assert "random weights" in result["weights_source"]
+    for row in result["rows"]:
+        assert row["measured_tok_s"] > 0 and row["estimate_tok_s"] > 0 and row["ceiling_tok_s"] > 0
+        assert 0 < row["mbu"] <= 1.2
+        assert row["measured_throughput_tok_s"] == pytest.approx(row["batch"] * row["measured_tok_s"])
+        assert row["error_pct"] == pytest.approx(100 * (row["estimate_tok_s"] - row["measured_tok_s"])
+                                                 / row["measured_tok_s"])
+
+
+def test_bench_json_contract(profile_path, capsys):
+    pytest.importorskip("transformers")
+    assert main(["bench", "smollm2-135m", "--device", "cpu", "--weights", "bf16", "--batch", "1", "--prompt", "4",
+                 "--gen", "3", "--repeats", "1", "-H", str(profile_path), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    for key in ("batch", "measured_tok_s", "measured_throughput_tok_s", "estimate_tok_s", "ceiling_tok_s",
+                "error_pct", "mbu", "ttft_ms", "tpot_ms"):
+        assert key in row
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["measure", "--device", "tpu"], "unknown device"),
+    (["measure", "--out", "profile.txt"], ".json"),
+    (["bench", "smollm2-135m", "--weights", "q4_0", "--device", "cpu"], "--weights must be"),
+    (["bench", "smollm2-135m", "--batch", "x", "--device", "cpu"], "--batch"),
+])
+def test_bad_input(capsys, args, fragment):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+
+
+def test_cuda_refused_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["measure", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_model_too_large_refused_before_allocating(profile_path, capsys):
+    pytest.importorskip("transformers")
+    assert main(["bench", "llama-3.1-405b", "--device", "cpu", "-H", str(profile_path)]) == 2
+    assert "needs about" in capsys.readouterr().err
+
+
+def test_checkpoint_dir_without_weights_refused(profile_path, tiny_config, capsys):
+    assert main(["bench", str(tiny_config.parent), "--device", "cpu", "-H", str(profile_path)]) == 2
+    assert "safetensors" in capsys.readouterr().err
+
+
+def test_numpy_path_without_torch(monkeypatch):
+    monkeypatch.setattr(micro, "torch_or_none", lambda: None)
+    monkeypatch.setattr(micro, "last_level_cache_bytes", lambda: 1 << 20)
+    monkeypatch.setattr(micro, "available_memory_bytes", lambda device: 48 << 20)
+    be = micro.Backend("cpu")
+    assert be.name.startswith("numpy") and be.dtypes() == ["fp32"]
+    rows = micro.bandwidth_sweep(be, quick=True)
+    assert rows and all(r["read_gbps"] > 0 and r["copy_gbps"] > 0 for r in rows)
+    assert micro.matmul_peaks(be, quick=True)["fp32"]["tflops"] > 0
+
+
+def test_resolve_device(monkeypatch):
+    assert device_mod.resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(device_mod, "torch_or_none", lambda: None)
+    assert device_mod.resolve_device("auto") == "cpu"
+    with pytest.raises(UserError, match="needs PyTorch"):
+        device_mod.resolve_device("cuda")
