@@ -105,14 +105,19 @@ def test_format_chains_get_faster(chain):
     assert times == sorted(times, reverse=True)
 
 
-@given(MODELS, DEVICES, st.integers(1, 64), st.integers(1, 4096), st.integers(1, 512))
-def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen):
-    p = predict(model, device, batch=batch, prompt=prompt, gen=gen)
+ENGINES = st.sampled_from([None, "llama.cpp-cuda", "llama.cpp-metal", "vllm", "tensorrt-llm", "gpt-fast",
+                           "exllamav2", "mlc-llm"])
+
+
+@given(MODELS, DEVICES, st.integers(1, 64), st.integers(1, 4096), st.integers(1, 512), ENGINES)
+def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen, engine):
+    p = predict(model, device, batch=batch, prompt=prompt, gen=gen, engine=engine)
     assert p.decode.ceiling_tok_s >= p.decode.estimate_tok_s
     assert p.decode.ceiling_throughput_tok_s >= p.decode.estimate_throughput_tok_s
     assert p.prefill.ttft_floor_ms <= p.prefill.ttft_ms
     for row in p.operators:
         assert row.ceiling_ms <= row.estimate_ms + 1e-12
+    assert p.decode.estimate_low_tok_s <= p.decode.estimate_high_tok_s <= p.decode.ceiling_tok_s * (1 + 1e-12)
 
 
 @given(MODELS, DEVICES, st.integers(1, 4000), st.integers(1, 4000))
