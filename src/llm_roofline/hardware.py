@@ -88,14 +88,18 @@ class Hardware:
     # at which weights stream when M vectors multiply them ({matrix bytes: ((M, GB/s), ...)}).
     bandwidth_curve: tuple[tuple[float, float], ...] = ()
     matmul_curves: dict[str, dict[float, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
-    overhead_by_batch: dict[str, dict[str, float]] = field(default_factory=dict)  # measured at batch 1 and 8
+    # measured per weight dtype (f32, bf16) at batch 1 and 8: {dtype: {batch: {step_overhead_us, layer_...}}}
+    overheads: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
-    def overheads_at(self, batch: int) -> tuple[float, float]:
-        """(per-step, per-layer) overhead in µs at a batch size, interpolated between the measured batches."""
+    def overheads_at(self, batch: int, weights: str = "f32") -> tuple[float, float]:
+        """(per-step, per-layer) overhead in µs for a weight format at a batch size, interpolated between the
+        measured batches (the closest measured dtype: bf16 for 16-bit formats, f32 otherwise)."""
         d = self.defaults
-        if not self.overhead_by_batch:
+        if not self.overheads:
             return d.step_overhead_us, d.layer_overhead_us
-        points = sorted((int(b), v) for b, v in self.overhead_by_batch.items())
+        key = "bf16" if weights in ("bf16", "f16") and "bf16" in self.overheads else next(iter(self.overheads))
+        key = "f32" if weights == "f32" and "f32" in self.overheads else key
+        points = sorted((int(b), v) for b, v in self.overheads[key].items())
         step = _interpolate(tuple((b, max(v["step_overhead_us"], 1e-3)) for b, v in points), batch)
         layer = _interpolate(tuple((b, max(v["layer_overhead_us"], 1e-3)) for b, v in points), batch)
         return step, layer
@@ -185,7 +189,7 @@ class Hardware:
             measured=dict(rec.get("measured") or {}),
             bandwidth_curve=tuple((r["bytes"], r["read_gbps"]) for r in rec.get("bandwidth") or ()),
             matmul_curves=_matmul_curves(rec.get("roofline") or ()),
-            overhead_by_batch=dict(rec.get("overhead_by_batch") or {}),
+            overheads=dict(rec.get("overheads") or {}),
         )
 
 

@@ -298,7 +298,7 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
         base = efficiency_for(engine, fmt, hw)
     else:
         d = hw.defaults
-        step_us, layer_us = hw.overheads_at(batch)
+        step_us, layer_us = hw.overheads_at(batch, fmt.id if fmt is not None else "f32")
         base = Efficiency(d.bandwidth_efficiency, d.compute_efficiency, step_us + layer_us * n_layers,
                           d.allreduce_latency_us,
                           f"{hw.device_class} class defaults ({d.source})" if not hw.measured else

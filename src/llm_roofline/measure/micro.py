@@ -178,27 +178,50 @@ def dispatch_overhead_us(be: Backend) -> Timing:
     return Timing(t.median / 200 * 1e6, t.min / 200 * 1e6, t.max / 200 * 1e6, t.repeats)
 
 
-def decoder_overhead_us(device: str, quick: bool) -> dict | None:
-    """Decode-step time of a tiny Llama-style decoder (transformers, eager, static cache) at 2 and 8 layers and
-    batch 1 and 8: its weights are a few hundred kB, so the step time is overhead; the slope per layer and the
-    intercept generalise to any decoder run by the same engine. None when transformers is not installed."""
+REFERENCE_DECODER = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1536, "num_attention_heads": 8,
+                     "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256,
+                     "tie_word_embeddings": False}
+
+
+def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -> dict | None:
+    """Per-step and per-layer overhead of the engine (transformers, eager, static cache), per weight dtype and at
+    batch 1 and 8, from a reference Llama-style decoder (hidden 512) at 2 and 8 layers. The time the profile's
+    own streaming rates predict for its matmuls and attention is subtracted, so what remains is what a decoder
+    costs beyond moving its bytes: launches, dispatch, the small operators between the matmuls. The slope per
+    layer and the intercept carry over to any decoder run by the same engine. None without transformers."""
     try:
         import transformers  # noqa: F401
 
         from .bench import build_model, decode_steps
     except ImportError:
         return None
-    tiny = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 256, "torch_dtype": "float32"}
-    by_batch = {}
-    models = {layers: build_model({**tiny, "num_hidden_layers": layers}, device, "f32") for layers in (2, 8)}
-    for batch in (1, 8):
-        t = {layers: decode_steps(m, device, batch=batch, prompt=8, gen=16 if quick else 48,
-                                  repeats=2 if quick else 3)["tpot_s"] for layers, m in models.items()}
-        per_layer = max(0.0, (t[8] - t[2]) / 6)
-        by_batch[str(batch)] = {"step_overhead_us": max(0.0, t[2] - 2 * per_layer) * 1e6,
-                                "layer_overhead_us": per_layer * 1e6}
-    return {**by_batch["1"], "by_batch": by_batch}
+    from ..architecture import spec_from_config
+    from ..hardware import Hardware
+    from ..roofline import predict
+
+    hw = Hardware.from_record({**profile, "measured": {"bandwidth_efficiency": 1.0, "compute_efficiency": 1.0}}) \
+        if profile else None
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    prompt, gen = 8, 16 if quick else 48
+    for weights in ("f32", "bf16"):
+        torch_dtype = {"f32": "float32", "bf16": "bfloat16"}[weights]
+        models = {n: build_model({**REFERENCE_DECODER, "num_hidden_layers": n, "torch_dtype": torch_dtype}, device,
+                                 weights) for n in (2, 8)}
+        for batch in (1, 8):
+            spent = {}
+            for n, model in models.items():
+                measured = decode_steps(model, device, batch=batch, prompt=prompt, gen=gen,
+                                        repeats=2 if quick else 3)["tpot_s"]
+                modelled = 0.0
+                if hw is not None:
+                    spec = spec_from_config({**REFERENCE_DECODER, "num_hidden_layers": n}, f"reference-{n}")
+                    modelled = predict(spec, hw, weights=weights, batch=batch, prompt=prompt, gen=gen,
+                                       step_overhead_us=0).decode.tpot_ms / 1e3
+                spent[n] = max(0.0, measured - modelled)
+            per_layer = max(0.0, (spent[8] - spent[2]) / 6)
+            out.setdefault(weights, {})[str(batch)] = {"step_overhead_us": max(0.0, spent[2] - 2 * per_layer) * 1e6,
+                                                        "layer_overhead_us": per_layer * 1e6}
+    return {**out["f32"]["1"], "by_dtype": out}
 
 
 def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
@@ -217,9 +240,6 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
     roofline = [row for dtype in ("fp32", "bf16") if dtype in peaks
                 for row in empirical_roofline(be, quick, dtype, tick("empirical roofline"))]
     dispatch = dispatch_overhead_us(be)
-    decoder = decoder_overhead_us(device, quick)
-    if bar:
-        bar("overheads")
     info = machine_info(device)
     large = bandwidth[-1]
     peak_tflops = {d: v["tflops"] for d, v in peaks.items()}
@@ -227,6 +247,11 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
         # The catalog key "fp16" means the 16-bit matmul rate; formats that run bf16 look up "bf16" first.
         peak_tflops.setdefault("fp16", peak_tflops.get("bf16"))
     ridge = {d: t * 1e12 / (large["read_gbps"] * 1e9) for d, t in peak_tflops.items() if t}
+    decoder = decoder_overhead_us(device, quick, {"bandwidth_gbps": large["read_gbps"], "memory_gb": 1e3,
+                                                  "peak_tflops": peak_tflops, "bandwidth": bandwidth,
+                                                  "roofline": roofline, "id": "measuring", "category": "desktop_cpu"})
+    if bar:
+        bar("overheads")
     measured_overheads = decoder or {"step_overhead_us": 0.0, "layer_overhead_us": 25 * dispatch.median}
     category = {"cpu": "desktop_cpu", "mps": "apple_soc", "cuda": "datacenter_gpu"}[device]
     name = info.get("gpu_name") or info["cpu_model"]
@@ -258,7 +283,7 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
         "measured": {"bandwidth_efficiency": 1.0, "compute_efficiency": 1.0,
                      "step_overhead_us": measured_overheads["step_overhead_us"],
                      "layer_overhead_us": measured_overheads["layer_overhead_us"]},
-        "overhead_by_batch": (decoder or {}).get("by_batch"),
+        "overheads": (decoder or {}).get("by_dtype"),
         "sources": [f"llm-roofline measure --device {device}{' --quick' if quick else ''}, {info['date']}"],
         "confidence": "measured",
         "notes": f"largest buffer {large['bytes'] / MIB:,.0f} MiB; last-level cache "
