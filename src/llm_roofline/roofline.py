@@ -353,17 +353,15 @@ def predict(
     depth = prompt if context is None else context
     notes = list(spec.notes)
 
-    # Prefill: the prompt on top of whatever part of the context it does not cover.
-    prefill = time_step(step_ops(spec, fmt, bits, Step(batch, prompt, max(0, depth - prompt), tp)), hw, eff,
-                        "prefill")
     samples = min(gen, DECODE_SAMPLES)
     step_lists = [step_ops(spec, fmt, bits, Step(batch, 1, depth + (k + 0.5) * gen / samples, tp))
                   for k in range(samples)]
     if hw.bandwidth_curve:  # a measured profile: use the read rate of the cache level the step's bytes fit in
         working_set = sum(op.count * op.bytes for op in step_lists[len(step_lists) // 2])
         hw = replace(hw, bandwidth_gbps=hw.bandwidth_at(working_set))
-        prefill = time_step(step_ops(spec, fmt, bits, Step(batch, prompt, max(0, depth - prompt), tp)), hw, eff,
-                            "prefill")
+    # Prefill: the prompt on top of whatever part of the context it does not cover.
+    prefill = time_step(step_ops(spec, fmt, bits, Step(batch, prompt, max(0, depth - prompt), tp)), hw, eff,
+                        "prefill")
     decode = _average([time_step(ops, hw, eff, "decode") for ops in step_lists])
 
     counts = param_counts(spec)
