@@ -20,12 +20,12 @@ Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .engines import PARAMS, Profile, family, format_class, lookup, metric_kind
+from .files import write_json
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
@@ -105,7 +105,9 @@ class RowSet:
         return np.choose(self.metric, table)
 
     def ceilings(self) -> np.ndarray:
-        return self.values(np.tile([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0], (self.n, 1)), ceiling=True)
+        # efficiencies and dequantisation factors at 1, overheads and latencies at 0
+        ceiling = [1.0 if name in LINEAR else 0.0 for name in PARAMS]
+        return self.values(np.tile(ceiling, (self.n, 1)), ceiling=True)
 
 
 def log_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -215,7 +217,7 @@ def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[
 
 def save_profiles(path: str | Path, profiles: dict[str, Profile], ranges: dict, meta: dict) -> None:
     data = {"meta": meta, "profiles": {k: v.to_dict() for k, v in profiles.items()}, "ranges": ranges}
-    Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_json(path, data, indent=1, sort_keys=True)
 
 
 def calibrate(data: list[str | Path], out: str | Path) -> dict:
@@ -224,7 +226,7 @@ def calibrate(data: list[str | Path], out: str | Path) -> dict:
     import hashlib
 
     from .errors import UserError
-    from .validate import read_measurements, row_model
+    from .validate import read_measurements, row_model, summarize_errors
 
     rows, skipped = [], []
     for path in data:
@@ -236,8 +238,6 @@ def calibrate(data: list[str | Path], out: str | Path) -> dict:
     rowset = RowSet([row_model(m) for m in rows])
     profiles = fit_profiles(rowset)
     loso = leave_one_source_out(rowset)
-    from .validate import summarize_errors
-
     summary = {metric: {k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()}
                for metric, s in summarize_errors(rowset, loso).items()}
     meta = {

@@ -199,20 +199,6 @@ def compare(
 # ------------------------------------------------------------------------------------------------------ measure
 
 
-def _write_json(path: str, data) -> None:
-    """Write next to the target and rename: never a half-written file."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=target.parent.resolve())
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, default=str)
-        fh.write("\n")
-    os.replace(tmp, target)
-
-
 def _check_out(path: str | None) -> None:
     from pathlib import Path
 
@@ -249,7 +235,9 @@ def measure(
 
         profile = run(dev, quick=quick, progress_factory=factory)
     if out:
-        _write_json(out, profile)
+        from .files import write_json
+
+        write_json(out, profile, indent=1)
     if plot:
         from .measure.plots import plot_profile
 

@@ -97,8 +97,8 @@ class Hardware:
         d = self.defaults
         if not self.overheads:
             return d.step_overhead_us, d.layer_overhead_us
-        key = "bf16" if weights in ("bf16", "f16") and "bf16" in self.overheads else next(iter(self.overheads))
-        key = "f32" if weights == "f32" and "f32" in self.overheads else key
+        key = "bf16" if weights in ("bf16", "f16") else "f32"
+        key = key if key in self.overheads else next(iter(self.overheads))
         points = sorted((int(b), v) for b, v in self.overheads[key].items())
         step = _interpolate(tuple((b, max(v["step_overhead_us"], 1e-3)) for b, v in points), batch)
         layer = _interpolate(tuple((b, max(v["layer_overhead_us"], 1e-3)) for b, v in points), batch)

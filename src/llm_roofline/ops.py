@@ -99,8 +99,9 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
     return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
 
 
-# Weight matrices per operator: q, k, v; gate, up, down (2 without a gate); one for the rest.
-MATRICES = {"attn_qkv": 3, "mlp": 3, "moe_shared": 3, "embed_proj": 2}
+# Weight matrices per operator: q, k, v; gate, up, down; in and out projections; one for the rest (the dense MLP
+# passes its own count: 3 gated, 2 plain).
+MATRICES = {"attn_qkv": 3, "moe_shared": 3, "embed_proj": 2}
 
 
 def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act: int, width_in: float,
@@ -161,9 +162,9 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
                           step.tokens * moe.top_k * 2 * h * act, compute,
                           tokens=step.tokens * moe.top_k / touched, matrix_bytes=g.per_expert * bits / 8 / 3 / step.tp))
         else:
-            gated = 3 if spec.mlp_gated else 2
+            mlp_matrices = 3 if spec.mlp_gated else 2
             ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h,
-                               matrices=gated if g.op == "mlp" else None))
+                               matrices=mlp_matrices if g.op == "mlp" else None))
         if g.op == "attn_qkv":
             ops.append(_attention(spec, layer, step, kv_bits, act))
     if step.tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .files import write_atomically
 from .roofline import Prediction
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -24,15 +23,8 @@ def check_plot_path(path: str | Path) -> Path:
 
 
 def save_figure(fig, path: Path) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written picture."""
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent.resolve())
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Never a half-written picture (files.write_atomically)."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
 
 
 def pyplot():

@@ -358,23 +358,28 @@ class ValidationReport:
         }
 
 
+def error_stats(err_pct) -> dict:
+    """n, median and p90 of the absolute error %, and the bias (signed median)."""
+    err = np.asarray(err_pct, dtype=float)
+    return {"n": int(err.size), "median_abs_error_pct": float(np.median(np.abs(err))),
+            "p90_abs_error_pct": float(np.percentile(np.abs(err), 90)), "bias_pct": float(np.median(err))}
+
+
 def summarize_errors(rowset, estimates) -> dict[str, dict]:
-    """Per metric: n, median and p90 of the absolute error %, and the bias (signed median), of estimates."""
+    """error_stats per metric of a calibrate.RowSet's estimates."""
     err = 100 * (estimates - rowset.measured) / rowset.measured
-    out = {}
-    for i, metric in enumerate(METRICS):
-        sel = rowset.metric == i
-        if sel.any():
-            out[metric] = {"n": int(sel.sum()), "median_abs_error_pct": float(np.median(np.abs(err[sel]))),
-                           "p90_abs_error_pct": float(np.percentile(np.abs(err[sel]), 90)),
-                           "bias_pct": float(np.median(err[sel]))}
-    return out
+    return {metric: error_stats(err[rowset.metric == i]) for i, metric in enumerate(METRICS)
+            if (rowset.metric == i).any()}
 
 
 def summarize(results: list[RowResult]) -> MetricSummary:
-    err = np.array([r.error_pct for r in results])
-    return MetricSummary(len(results), float(np.median(np.abs(err))), float(np.percentile(np.abs(err), 90)),
-                         float(np.median(err)), sum(r.ceiling_violation for r in results))
+    return MetricSummary(**error_stats([r.error_pct for r in results]),
+                         ceiling_violations=sum(r.ceiling_violation for r in results))
+
+
+def summarize_by_metric(results: list[RowResult]) -> dict[str, MetricSummary]:
+    return {metric: summarize([r for r in results if r.metric == metric])
+            for metric in METRICS if any(r.metric == metric for r in results)}
 
 
 def validate(data: list[str | Path] | None = None, by: str | None = None, loso: bool = False,
@@ -408,17 +413,12 @@ def validate(data: list[str | Path] | None = None, by: str | None = None, loso: 
             m.line, m.source, m.engine, m.hardware, m.model, m.weights, m.metric, m.batch, m.value, float(ceil),
             float(est), float(est / high if is_time else est * low), float(est / low if is_time else est * high),
             float(100 * (est - m.value) / m.value), bool(violation), lookup(profiles, m.engine)[0], m.defaults_used))
-    summary = {metric: summarize([r for r in results if r.metric == metric])
-               for metric in METRICS if any(r.metric == metric for r in results)}
+    summary = summarize_by_metric(results)
     groups: dict[str, dict[str, MetricSummary]] = {}
     if by:
-        key = BY[by]
-        for m, r in zip(rows, results):
-            groups.setdefault(str(key(m)), {}).setdefault(r.metric, None)
-        for g in groups:
-            for metric in groups[g]:
-                groups[g][metric] = summarize([r for m, r in zip(rows, results) if str(key(m)) == g
-                                               and r.metric == metric])
+        labels = [str(BY[by](m)) for m in rows]
+        groups = {g: summarize_by_metric([r for label, r in zip(labels, results) if label == g])
+                  for g in sorted(set(labels))}
     method = ("leave-one-source-out: each row estimated by profiles fitted without its own source" if loso else
               "shipped engine profiles (fitted on the default data: in-sample for it)")
     return ValidationReport(method, summary, groups, tuple(results), tuple(skipped), tuple(str(p) for p in paths))

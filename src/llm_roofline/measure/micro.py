@@ -247,13 +247,13 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
         # The catalog key "fp16" means the 16-bit matmul rate; formats that run bf16 look up "bf16" first.
         peak_tflops.setdefault("fp16", peak_tflops.get("bf16"))
     ridge = {d: t * 1e12 / (large["read_gbps"] * 1e9) for d, t in peak_tflops.items() if t}
+    category = {"cpu": "desktop_cpu", "mps": "apple_soc", "cuda": "datacenter_gpu"}[device]
     decoder = decoder_overhead_us(device, quick, {"bandwidth_gbps": large["read_gbps"], "memory_gb": 1e3,
                                                   "peak_tflops": peak_tflops, "bandwidth": bandwidth,
-                                                  "roofline": roofline, "id": "measuring", "category": "desktop_cpu"})
+                                                  "roofline": roofline, "id": "measuring", "category": category})
     if bar:
         bar("overheads")
     measured_overheads = decoder or {"step_overhead_us": 0.0, "layer_overhead_us": 25 * dispatch.median}
-    category = {"cpu": "desktop_cpu", "mps": "apple_soc", "cuda": "datacenter_gpu"}[device]
     name = info.get("gpu_name") or info["cpu_model"]
     return {
         "kind": "llm-roofline measured profile",
