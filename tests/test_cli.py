@@ -1,6 +1,7 @@
 """The command end to end through its entry point: output, JSON contract, and one-line errors with exit 2."""
 
 import json
+import os
 
 import pytest
 
@@ -67,6 +68,9 @@ def test_plot_written(capsys, tmp_path):
     target = tmp_path / "roof.png"
     code, _, _ = run(capsys, "predict", "llama-3.1-8b", "--plot", str(target))
     assert code == 0 and target.read_bytes()[:4] == b"\x89PNG"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not the owner-only mode of a temporary file
 
 
 @pytest.mark.parametrize("args,fragment", [
