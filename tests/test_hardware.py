@@ -5,7 +5,7 @@ import yaml
 
 from llm_roofline import catalog
 from llm_roofline.errors import UserError
-from llm_roofline.hardware import load_hardware
+from llm_roofline.hardware import Hardware, load_hardware
 
 
 def test_every_shared_device_is_shipped_with_its_id():
@@ -62,3 +62,21 @@ def test_device_file(tmp_path):
         load_hardware(path)
     with pytest.raises(UserError, match="does not exist"):
         load_hardware(tmp_path / "nope.json")
+
+
+def test_measured_streaming_rate_by_size_and_shape():
+    """A profile's matmul rows: 1 MiB and 4 MiB matrices, square (out/in 1) and tall (out/in 4), one vector.
+    Rates chosen so each lookup can be worked out by hand (log-log interpolation, fewer rows beyond the range)."""
+    rows = [{"dtype": "bf16", "vectors": 1, "matrix_bytes": size, "aspect": aspect, "gbps": rate}
+            for size, aspect, rate in ((2**20, 1.0, 10.0), (2**22, 1.0, 40.0), (2**20, 4.0, 5.0), (2**22, 4.0, 20.0))]
+    hw = Hardware.from_record({"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16,
+                               "bandwidth_gbps": 40, "roofline": rows})
+    assert hw.weight_stream_gbps("bf16", 1, 2**20, 1.0) == pytest.approx(10.0)
+    assert hw.weight_stream_gbps("bf16", 1, 2**21, 1.0) == pytest.approx(20.0)  # halfway in log size
+    assert hw.weight_stream_gbps("bf16", 1, 2**20, 2.0) == pytest.approx(5 * 2**0.5)  # halfway in log aspect
+    assert hw.weight_stream_gbps("fp16", 1, 2**22, 4.0) == pytest.approx(20.0)  # fp16 falls back to bf16
+    # 16x taller than the tallest measured: as 1/4 as many rows of the same length, a 1 MiB matrix of aspect 4
+    assert hw.weight_stream_gbps("bf16", 1, 2**22, 16.0) == pytest.approx(5.0)
+    # 64 MiB square: 16 times the largest size, taken as 1/16 of the rows: 4 MiB at aspect 1/16 (clamped to 1)
+    assert hw.weight_stream_gbps("bf16", 1, 2**26, 1.0) == pytest.approx(40.0)
+    assert hw.weight_stream_gbps("fp32", 1, 2**20, 1.0) is None  # no fp32 rows measured

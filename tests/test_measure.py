@@ -29,8 +29,12 @@ def test_quick_profile_is_sane(profile_path):
     # the largest buffer is at least the last-level cache (or 1/6 of free memory): DRAM, not cache
     assert sizes[-1] >= min(p["machine"]["last_level_cache_bytes"], 1 << 30) or sizes[-1] >= 256 * 2**20
     fp32 = [r for r in p["roofline"] if r["dtype"] == "fp32"]
-    for size in {r["matrix_bytes"] for r in fp32}:  # more vectors per weight read: more FLOPs per byte
-        intensities = [r["intensity_flop_per_byte"] for r in fp32 if r["matrix_bytes"] == size]
+    assert {r["aspect"] for r in fp32} == {0.25, 1.0, 4.0}  # wide, square and tall matrices
+    for r in fp32:
+        assert r["out_features"] * r["in_features"] * 4 == r["matrix_bytes"]
+        assert r["out_features"] / r["in_features"] == pytest.approx(r["aspect"])
+    for shape in {(r["matrix_bytes"], r["aspect"]) for r in fp32}:  # more vectors per weight read: more FLOP/B
+        intensities = [r["intensity_flop_per_byte"] for r in fp32 if (r["matrix_bytes"], r["aspect"]) == shape]
         assert intensities == sorted(intensities) and intensities[0] < 1 < intensities[-1]
     assert all(r["gflops"] > 0 and r["gbps"] > 0 for r in p["roofline"])
     assert p["step_overhead_us"] >= 0 and p["layer_overhead_us"] >= 0 and p["dispatch_overhead_us"]["median"] > 0

@@ -58,6 +58,25 @@ def test_prefill_lm_head_last_position_only(tiny_config):
     assert ops["attention"]["flops"] == 2 * 2 * 4 * 64 * 1275
 
 
+def test_matrix_layout_by_hand(tiny_config):
+    """(bytes, out/in) per weight matrix: q 64x64, k and v 32x64; o 64x64; gate and up 128x64, down 64x128;
+    lm_head 100x64. bf16 is 2 bytes; two-way tensor parallelism halves q/k/v/gate/up/lm_head by rows (they read
+    the hidden state) and o/down by columns."""
+    spec = load_model(tiny_config)
+    ops = {op.name: op for op in step_ops(spec, load_format("bf16"), 16, Step(1, 1, 10))}
+    assert ops["attn_qkv"].matrices == ((64 * 64 * 2, 1.0), (32 * 64 * 2, 0.5), (32 * 64 * 2, 0.5))
+    assert ops["attn_out"].matrices == ((64 * 64 * 2, 1.0),)
+    assert ops["mlp"].matrices == ((128 * 64 * 2, 2.0), (128 * 64 * 2, 2.0), (64 * 128 * 2, 0.5))
+    assert ops["lm_head"].matrices == ((100 * 64 * 2, 100 / 64),)
+    two = {op.name: op for op in step_ops(spec, load_format("bf16"), 16, Step(1, 1, 10, tp=2))}
+    assert two["mlp"].matrices == ((64 * 64 * 2, 1.0), (64 * 64 * 2, 1.0), (64 * 64 * 2, 1.0))
+    assert two["attn_out"].matrices == ((64 * 32 * 2, 2.0),)
+    # the shapes account for every weight of the operator (bias-free model)
+    for op in ops.values():
+        if op.matrices:
+            assert sum(size for size, _ in op.matrices) == op.weight_bytes
+
+
 def test_attended_keys_with_window():
     assert attended_keys(10, 1, None) == 11
     assert attended_keys(10, 1, 4) == 4

@@ -169,3 +169,24 @@ def test_result_serialises():
         assert key in d["decode"]
     for key in ("weights_gb", "kv_cache_gb", "total_gb", "fits", "min_devices"):
         assert key in d["memory"]
+
+
+def test_measured_profile_times_each_matrix_at_its_own_rate():
+    """With a profile, a matmul takes sum(bytes_i / rate_i) over its matrices: here 1 MiB square at 10 GB/s and
+    1 MiB tall (out/in 4) at 5 GB/s, one vector: 2^20/10e9 + 2^20/5e9 s; the datasheet-style estimate
+    (2 MiB at 40 GB/s) is faster and gives way to it."""
+    from llm_roofline.hardware import Hardware
+    from llm_roofline.ops import Op
+    from llm_roofline.roofline import Efficiency, time_op
+
+    rows = [{"dtype": "bf16", "vectors": 1, "matrix_bytes": 2**20, "aspect": a, "gbps": r} for a, r in ((1.0, 10.0),
+                                                                                                         (4.0, 5.0))]
+    hw = Hardware.from_record({"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16,
+                               "bandwidth_gbps": 40, "peak_tflops": {"bf16": 1.0}, "roofline": rows,
+                               "bandwidth": [{"bytes": 2**30, "read_gbps": 40}]})
+    op = Op("mlp", "matmul", 2 * 2**20, 2 * 2**20, 0.0, 0.0, "bf16", tokens=1, matrix_bytes=2**20,
+            matrices=((2**20, 1.0), (2**20, 4.0)))
+    eff = Efficiency(1.0, 1.0, 0.0, 0.0, "test")
+    ceiling, estimate, _, t_memory, _ = time_op(op, hw, eff)
+    assert ceiling == pytest.approx(2 * 2**20 / 40e9)
+    assert estimate == pytest.approx(2**20 / 10e9 + 2**20 / 5e9)

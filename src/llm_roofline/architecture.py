@@ -495,6 +495,9 @@ class WeightGroup:
     params: int
     kind: str  # "linear", "expert", "embedding", "lm_head", "norm"
     per_expert: int = 0  # moe_experts only
+    # (out, in) of each weight matrix (of one expert for moe_experts), where the layout is known: kernels stream
+    # a tall matrix at a different rate from a wide one of the same size, and a measured profile knows both
+    shapes: tuple[tuple[int, int], ...] = ()
 
 
 def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
@@ -508,8 +511,12 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
         q = h * m.q_lora_rank + m.q_lora_rank * q_dim if m.q_lora_rank else h * q_dim
         kv_a = h * (m.kv_lora_rank + m.qk_rope_head_dim)
         kv_b = m.kv_lora_rank * layer.n_heads * (m.qk_nope_head_dim + m.v_head_dim)
-        groups.append(WeightGroup("attn_qkv", q + kv_a + kv_b, "linear"))
-        groups.append(WeightGroup("attn_out", layer.n_heads * m.v_head_dim * h, "linear"))
+        q_shapes = ((m.q_lora_rank, h), (q_dim, m.q_lora_rank)) if m.q_lora_rank else ((q_dim, h),)
+        kv_shapes = ((m.kv_lora_rank + m.qk_rope_head_dim, h),
+                     (layer.n_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank))
+        groups.append(WeightGroup("attn_qkv", q + kv_a + kv_b, "linear", shapes=q_shapes + kv_shapes))
+        groups.append(WeightGroup("attn_out", layer.n_heads * m.v_head_dim * h, "linear",
+                                  shapes=((h, layer.n_heads * m.v_head_dim),)))
         norms += m.q_lora_rank + m.kv_lora_rank
     elif layer.attention == "linear":
         la = spec.linear_attention
@@ -521,9 +528,12 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
         q_width = layer.n_heads * layer.head_dim * (2 if layer.q_gate else 1)
         kv_width = layer.n_kv_heads * layer.head_dim * (1 if layer.k_eq_v else 2)
         bias = (q_width + kv_width) if spec.attn_bias else 0
-        groups.append(WeightGroup("attn_qkv", h * (q_width + kv_width) + bias, "linear"))
+        kv_shapes = ((layer.n_kv_heads * layer.head_dim, h),) * (1 if layer.k_eq_v else 2)
+        groups.append(WeightGroup("attn_qkv", h * (q_width + kv_width) + bias, "linear",
+                                  shapes=((q_width, h), *kv_shapes)))
         out_bias = h if spec.attn_out_bias else 0
-        groups.append(WeightGroup("attn_out", layer.n_heads * layer.head_dim * h + out_bias, "linear"))
+        groups.append(WeightGroup("attn_out", layer.n_heads * layer.head_dim * h + out_bias, "linear",
+                                  shapes=((h, layer.n_heads * layer.head_dim),)))
         if spec.qk_norm == "head":
             norms += 2 * layer.head_dim
         elif spec.qk_norm == "full":
@@ -533,15 +543,21 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
     if layer.mlp in ("dense", "moe+dense"):
         mats = 3 if spec.mlp_gated else 2
         bias = ((2 if spec.mlp_gated else 1) * layer.intermediate + h) if spec.mlp_bias else 0
-        groups.append(WeightGroup("mlp", mats * h * layer.intermediate + bias, "linear"))
+        up = ((layer.intermediate, h),) * (mats - 1)
+        groups.append(WeightGroup("mlp", mats * h * layer.intermediate + bias, "linear",
+                                  shapes=(*up, (h, layer.intermediate))))
     if layer.mlp in ("moe", "moe+dense"):
         moe = spec.moe
         groups.append(WeightGroup("moe_router", h * moe.n_experts + (moe.n_experts if moe.router_bias else 0),
-                                  "linear"))
+                                  "linear", shapes=((moe.n_experts, h),)))
         per_expert = 3 * h * moe.expert_intermediate + ((2 * moe.expert_intermediate + h) if moe.expert_bias else 0)
-        groups.append(WeightGroup("moe_experts", moe.n_experts * per_expert, "expert", per_expert))
+        i_e = moe.expert_intermediate
+        groups.append(WeightGroup("moe_experts", moe.n_experts * per_expert, "expert", per_expert,
+                                  shapes=((i_e, h), (i_e, h), (h, i_e))))
         if moe.n_shared:
-            groups.append(WeightGroup("moe_shared", moe.n_shared * 3 * h * moe.shared_intermediate, "linear"))
+            i_s = moe.n_shared * moe.shared_intermediate
+            groups.append(WeightGroup("moe_shared", moe.n_shared * 3 * h * moe.shared_intermediate, "linear",
+                                      shapes=((i_s, h), (i_s, h), (h, i_s))))
     groups.append(WeightGroup("norms", norms, "norm"))
     return groups
 
@@ -551,10 +567,12 @@ def global_weights(spec: ModelSpec) -> list[WeightGroup]:
     embed_dim = spec.embed_proj_dim or h
     groups = [WeightGroup("embedding", v * embed_dim + spec.learned_positions * h, "embedding")]
     if spec.embed_proj_dim:  # OPT-350m projects the embedding in and out of the model width
-        groups.append(WeightGroup("embed_proj", 2 * h * embed_dim, "linear"))
+        groups.append(WeightGroup("embed_proj", 2 * h * embed_dim, "linear",
+                                  shapes=((h, embed_dim), (embed_dim, h))))
     groups.append(WeightGroup("final_norm", h * (2 if spec.norm == "layer" else 1), "norm"))
     if not spec.tie_embeddings:
-        groups.append(WeightGroup("lm_head", v * embed_dim + (v if spec.lm_head_bias else 0), "lm_head"))
+        groups.append(WeightGroup("lm_head", v * embed_dim + (v if spec.lm_head_bias else 0), "lm_head",
+                                  shapes=((v, embed_dim),)))
     return groups
 
 

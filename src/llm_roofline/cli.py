@@ -257,9 +257,14 @@ def measure(
         con.print(f"matmul {dtype}: {m['tflops']:,.3f} TFLOPS (min-max {m['min_tflops']:,.3f}-{m['max_tflops']:,.3f})")
     con.print(f"ridge point (fp32): {profile['ridge_point_flop_per_byte'] or 0:,.1f} FLOP/byte")
     for row in profile["roofline"]:
+        if row.get("aspect", 1.0) != 1.0:  # tall and wide matrices are in the JSON; square ones tell the story
+            continue
         con.print(f"  {row['dtype']} {row['matrix_bytes'] / 2**20:6.2f} MiB matrices x {row['vectors']:>4} vectors: "
                   f"{row['intensity_flop_per_byte']:7.2f} FLOP/B, {row['gflops']:9,.1f} GFLOP/s, "
                   f"{row['gbps']:6,.1f} GB/s", highlight=False)
+    shapes = sorted({row.get("aspect", 1.0) for row in profile["roofline"]} - {1.0})
+    if shapes:
+        con.print(f"  (square matrices shown; out/in {', '.join(f'{a:g}' for a in shapes)} also measured, in the JSON)")
     con.print(f"overheads: {profile['dispatch_overhead_us']['median']:,.1f} µs per operator; decode step "
               f"{profile['step_overhead_us']:,.0f} µs + {profile['layer_overhead_us']:,.0f} µs per layer")
     if out:

@@ -84,10 +84,11 @@ class Hardware:
     confidence: str | None = None
     # Set by a measured profile (llm-roofline measure): figures that replace the class defaults,
     measured: dict[str, float] = field(default_factory=dict)
-    # the read rate against buffer size ((bytes, GB/s), ascending), and per matmul dtype and matrix size the rate
-    # at which weights stream when M vectors multiply them ({matrix bytes: ((M, GB/s), ...)}).
+    # the read rate against buffer size ((bytes, GB/s), ascending), and per matmul dtype, matrix out/in aspect and
+    # matrix size the rate at which weights stream when M vectors multiply them
+    # ({aspect: {matrix bytes: ((M, GB/s), ...)}}).
     bandwidth_curve: tuple[tuple[float, float], ...] = ()
-    matmul_curves: dict[str, dict[float, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
+    matmul_curves: dict[str, dict[float, dict[float, tuple[tuple[float, float], ...]]]] = field(default_factory=dict)
     # measured per weight dtype (f32, bf16) at batch 1 and 8: {dtype: {batch: {step_overhead_us, layer_...}}}
     overheads: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
@@ -109,15 +110,27 @@ class Hardware:
         beyond the largest buffer measured); the datasheet figure without a curve."""
         return _interpolate(self.bandwidth_curve, working_set_bytes) or self.bandwidth_gbps
 
-    def weight_stream_gbps(self, dtype: str, tokens: float, matrix_bytes: float) -> float | None:
-        """Measured rate at which matmul weights stream when `tokens` vectors multiply matrices of this size
-        (log-log interpolation in both; clamped to the sizes measured)."""
-        curves = self.matmul_curves.get(dtype) or self.matmul_curves.get({"fp16": "bf16", "bf16": "fp16"}.get(
+    def weight_stream_gbps(self, dtype: str, tokens: float, matrix_bytes: float, aspect: float = 1.0) -> float | None:
+        """Measured rate at which matmul weights stream when `tokens` vectors multiply (out, in) matrices of this
+        size and out/in aspect (log-log interpolation in all three; clamped to what was measured)."""
+        shapes = self.matmul_curves.get(dtype) or self.matmul_curves.get({"fp16": "bf16", "bf16": "fp16"}.get(
             dtype, ""))
-        if not curves:
+        if not shapes:
             return None
-        by_size = tuple(sorted((size, _interpolate(curve, tokens)) for size, curve in curves.items()))
-        return _interpolate(by_size, matrix_bytes)
+        # Beyond what was measured, take fewer rows of the same length: a GEMV's cost per row depends on the
+        # row (input) length, and more rows are more of the same work. (An lm_head of 150k x 896 streams like
+        # a 3.6k x 896 matrix, not like the largest square one.)
+        tallest = max(shapes)
+        largest = max(max(curves) for curves in shapes.values())
+        if aspect > tallest:
+            matrix_bytes, aspect = matrix_bytes * tallest / aspect, tallest
+        if matrix_bytes > largest:
+            matrix_bytes, aspect = largest, aspect * largest / matrix_bytes
+        by_aspect = []
+        for shape, curves in sorted(shapes.items()):
+            by_size = tuple(sorted((size, _interpolate(curve, tokens)) for size, curve in curves.items()))
+            by_aspect.append((shape, _interpolate(by_size, matrix_bytes)))
+        return _interpolate(tuple(by_aspect), aspect)
 
     @property
     def device_class(self) -> str:
@@ -208,12 +221,14 @@ def _interpolate(curve, x: float) -> float | None:
     return curve[-1][1]
 
 
-def _matmul_curves(rows) -> dict[str, dict[float, tuple[tuple[float, float], ...]]]:
-    curves: dict[str, dict[float, list]] = {}
+def _matmul_curves(rows) -> dict[str, dict[float, dict[float, tuple[tuple[float, float], ...]]]]:
+    curves: dict[str, dict[float, dict[float, list]]] = {}
     for r in rows:
         size = r.get("matrix_bytes", r.get("weight_bytes", 0))
-        curves.setdefault(r.get("dtype", "fp32"), {}).setdefault(size, []).append((r["vectors"], r["gbps"]))
-    return {k: {size: tuple(sorted(v)) for size, v in d.items()} for k, d in curves.items()}
+        by_size = curves.setdefault(r.get("dtype", "fp32"), {}).setdefault(r.get("aspect", 1.0), {})
+        by_size.setdefault(size, []).append((r["vectors"], r["gbps"]))
+    return {k: {a: {size: tuple(sorted(v)) for size, v in d.items()} for a, d in by_aspect.items()}
+            for k, by_aspect in curves.items()}
 
 
 def _catalog_names() -> dict[str, dict]:

@@ -36,6 +36,9 @@ class Op:
     comm_bytes: float = 0.0  # bytes each device sends over the device link (all-reduce)
     tokens: float = 0.0  # matmuls: vectors multiplying each weight (what a measured matmul curve is indexed by)
     matrix_bytes: float = 0.0  # matmuls: bytes of one of its weight matrices (kernel efficiency depends on it)
+    # matmuls whose layout is known: (bytes, out/in) of each distinct weight matrix on one device; the op's
+    # weight bytes split among them in proportion to their bytes
+    matrices: tuple[tuple[float, float], ...] = ()
 
     @property
     def bytes(self) -> float:
@@ -104,13 +107,26 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
 MATRICES = {"attn_qkv": 3, "moe_shared": 3, "embed_proj": 2}
 
 
+def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float, float], ...]:
+    """(bytes, out/in) of each weight matrix on one device. Tensor parallelism (Megatron's layout) splits the
+    output projections (attention out, the MLP's down: the last matrix) by their inputs, the others by their
+    outputs."""
+    out = []
+    for i, (rows, cols) in enumerate(shapes):
+        row_parallel = name == "attn_out" or (name in ("mlp", "moe_experts", "moe_shared") and i == len(shapes) - 1)
+        rows, cols = (rows, cols / tp) if row_parallel else (rows / tp, cols)
+        out.append((rows * cols * bits / 8, rows / cols))
+    return tuple(out)
+
+
 def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act: int, width_in: float,
-            width_out: float, tokens: float | None = None, matrices: int | None = None) -> Op:
+            width_out: float, tokens: float | None = None, matrices: int | None = None, shapes=()) -> Op:
     tokens = step.tokens if tokens is None else tokens
     weight = params * bits / 8 / step.tp
     return Op(name, "matmul", 2 * tokens * params / step.tp, weight, 0.0,
               tokens * (width_in + width_out / step.tp) * act, compute, tokens=tokens,
-              matrix_bytes=weight / (matrices or MATRICES.get(name, 1)))
+              matrix_bytes=weight / (matrices or MATRICES.get(name, 1)),
+              matrices=matrix_layout(name, shapes, bits, step.tp))
 
 
 def _attention(spec: ModelSpec, layer: LayerSpec, step: Step, kv_bits: float, act: int) -> Op:
@@ -160,11 +176,12 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
             ops.append(Op("moe_experts", "matmul", 2 * step.tokens * moe.top_k * g.per_expert / step.tp,
                           touched * g.per_expert * bits / 8 / step.tp, 0.0,
                           step.tokens * moe.top_k * 2 * h * act, compute,
-                          tokens=step.tokens * moe.top_k / touched, matrix_bytes=g.per_expert * bits / 8 / 3 / step.tp))
+                          tokens=step.tokens * moe.top_k / touched, matrix_bytes=g.per_expert * bits / 8 / 3 / step.tp,
+                          matrices=matrix_layout(g.op, g.shapes, bits, step.tp)))
         else:
             mlp_matrices = 3 if spec.mlp_gated else 2
             ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h,
-                               matrices=mlp_matrices if g.op == "mlp" else None))
+                               matrices=mlp_matrices if g.op == "mlp" else None, shapes=g.shapes))
         if g.op == "attn_qkv":
             ops.append(_attention(spec, layer, step, kv_bits, act))
     if step.tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
@@ -185,7 +202,8 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     rows_bytes = step.tokens * (emb_dim + (h if spec.learned_positions else 0)) * fmt.embedding_bits / 8
     ops.append(Op("embedding", "memory", 0.0, rows_bytes, 0.0, step.tokens * h * act, "fp32"))
     if "embed_proj" in glob:
-        ops.append(_matmul("embed_proj", glob["embed_proj"].params, fmt.bits, step, fmt.compute, act, h, h))
+        ops.append(_matmul("embed_proj", glob["embed_proj"].params, fmt.bits, step, fmt.compute, act, h, h,
+                           shapes=glob["embed_proj"].shapes))
     for layer, count in Counter(spec.layers).items():
         for op in layer_ops(spec, layer, fmt, kv_bits, step):
             ops.append(Op(**{**op.__dict__, "count": op.count * count}))
@@ -196,6 +214,7 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     head_bits = fmt.lm_head_bits if "lm_head" in glob else fmt.embedding_bits
     head_compute = fmt.compute if head_bits == fmt.bits else ("fp32" if act == 4 else "fp16")
     # Only the last position of each sequence needs logits (a prefill samples one token per sequence).
-    logits = _matmul("lm_head", head_params, head_bits, step, head_compute, act, h, 0, tokens=step.batch)
+    logits = _matmul("lm_head", head_params, head_bits, step, head_compute, act, h, 0, tokens=step.batch,
+                     shapes=((spec.vocab_size, emb_dim),))
     ops.append(Op(**{**logits.__dict__, "act_bytes": logits.act_bytes + step.batch * spec.vocab_size * 4 / step.tp}))
     return ops

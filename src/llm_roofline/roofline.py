@@ -197,6 +197,22 @@ class Prediction:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _weight_stream_s(op: Op, hw: Hardware, dtype: str) -> float | None:
+    """Seconds a matmul takes at the weight-streaming rates a measured profile reached for matrices of its size
+    and shape times this many vectors (the activations' traffic was part of that measurement), scaled to the cache level the step's working set lives in. None without
+    measured curves."""
+    matrices = op.matrices or ((op.matrix_bytes, 1.0),)
+    total = sum(size for size, _ in matrices)
+    seconds = 0.0
+    for size, aspect in matrices:
+        stream = hw.weight_stream_gbps(dtype, op.tokens, size, aspect)
+        if not stream:
+            return None
+        seconds += op.weight_bytes * size / total / (stream * 1e9)
+    large = hw.bandwidth_curve[-1][1] if hw.bandwidth_curve else hw.bandwidth_gbps
+    return seconds * large / hw.bandwidth_gbps
+
+
 def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float, float, str]:
     """(ceiling s, estimate s, compute s, memory s, dtype used) of one instance of an operator."""
     peak, dtype = hw.peak(op.compute)
@@ -208,12 +224,9 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     ceiling = max(t_compute, t_memory)
     compute_eff = eff.int8_compute if dtype == "int8" and eff.int8_compute else eff.compute
     estimate = max(t_compute / compute_eff, t_memory / eff.bandwidth)
-    stream = hw.weight_stream_gbps(dtype, op.tokens, op.matrix_bytes) if op.kind == "matmul" and op.tokens else None
-    if stream:  # a measured profile: the weights stream at the rate this machine reached with this many vectors
-        large = hw.bandwidth_curve[-1][1] if hw.bandwidth_curve else hw.bandwidth_gbps
-        rate = stream * hw.bandwidth_gbps / large  # scaled to the cache level the working set lives in
-        estimate = max(estimate, op.weight_bytes / (rate * 1e9) + (op.bytes - op.weight_bytes) /
-                       (hw.bandwidth_gbps * 1e9 * eff.bandwidth))
+    t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens else None
+    if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
+        estimate = max(estimate, t_stream)
     return ceiling, estimate, t_compute, t_memory, dtype
 
 

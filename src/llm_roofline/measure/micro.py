@@ -144,30 +144,43 @@ def matmul_peaks(be: Backend, quick: bool, progress=None) -> dict[str, dict]:
     return out
 
 
+# Matrix shapes measured, as out/in: square, tall (an MLP's up and gate projections, an lm_head) and wide (a down
+# projection). CPU kernels stream a tall matrix up to 20% slower than a wide one of the same size.
+ASPECTS = (0.25, 1.0, 4.0)
+
+
 def empirical_roofline(be: Backend, quick: bool, dtype: str = "fp32", progress=None) -> list[dict]:
     """Weights beyond the last-level cache times 1, 2, 4, ... vectors: FLOP/s and bytes/s against intensity.
-    The weights are a stack of distinct square matrices in the (out, in) layout of linear layers, read one
-    after another as a decode step reads its layers, at five matrix sizes (256 to 4096 square): on CPUs the rate
-    depends on the matrix size as much as on the vector count, and a model's matmuls look up their own size."""
+    The weights are a stack of distinct matrices in the (out, in) layout of linear layers, read one after another
+    as a decode step reads its layers, at five matrix sizes (256^2 to 4096^2 elements) and three shapes (out/in
+    1/4, 1, 4): on CPUs the rate depends on the matrix size and shape as much as on the vector count, and a
+    model's matmuls look up their own size and shape. The matrices are views into one random buffer."""
     llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
     elem = 2 if dtype in ("bf16", "fp16") else 4
     target = min(max(2 * llc, 256 * MIB), available_memory_bytes(be.device) // 8, 1 << 30)
+    flat = be.rand((target // elem,), dtype)
     rows = []
     vectors = (1, 2, 8, 32) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 512 if be.device == "cpu" else 4096)
     for side in (256, 512, 1024, 2048, 4096):
-        stack = [be.rand((side, side), dtype) for _ in range(max(2, int(target // (elem * side * side))))]
-        for m in vectors:
-            x = be.rand((m, side), dtype)
-            t = time_it(lambda: [be.linear(x, w) for w in stack], be.device, repeats=2 if quick else 5)
-            flops = 2 * m * side * side * len(stack)
-            moved = elem * (side * side + 2 * m * side) * len(stack)
-            rows.append({"vectors": m, "matrix_bytes": elem * side * side, "intensity_flop_per_byte": flops / moved,
-                         "gflops": flops / t.median / 1e9, "gbps": moved / t.median / 1e9,
-                         "weight_bytes": elem * side * side * len(stack), "dtype": dtype})
-            if progress:
-                progress()
-        stack = None
-        be.free()
+        n = side * side
+        stack = [flat[i * n:(i + 1) * n] for i in range(max(2, len(flat) // n))]
+        for aspect in ASPECTS:
+            out_dim = int(side * aspect ** 0.5)
+            shape = (out_dim, n // out_dim)
+            mats = [w.reshape(shape) for w in stack]
+            for m in vectors:
+                x = be.rand((m, shape[1]), dtype)
+                t = time_it(lambda: [be.linear(x, w) for w in mats], be.device, repeats=2 if quick else 5)
+                flops = 2 * m * n * len(mats)
+                moved = elem * (n + m * (shape[0] + shape[1])) * len(mats)
+                rows.append({"vectors": m, "matrix_bytes": elem * n, "aspect": aspect, "out_features": shape[0],
+                             "in_features": shape[1], "intensity_flop_per_byte": flops / moved,
+                             "gflops": flops / t.median / 1e9, "gbps": elem * n * len(mats) / t.median / 1e9,
+                             "weight_bytes": elem * n * len(mats), "dtype": dtype})
+                if progress:
+                    progress()
+    flat = stack = mats = None
+    be.free()
     return rows
 
 

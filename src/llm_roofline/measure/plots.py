@@ -29,7 +29,7 @@ def plot_profile(profile: dict, path) -> None:
         if peak:
             ax2.plot(xs, [min(peak * 1e3, peak_bw * x) for x in xs], color="black", ls=style,
                      label=f"{dtype} roof: {peak:,.2f} TFLOPS, {peak_bw:,.1f} GB/s")
-        rows = [r for r in profile["roofline"] if r["dtype"] == dtype]
+        rows = [r for r in profile["roofline"] if r["dtype"] == dtype and r.get("aspect", 1.0) == 1.0]
         sizes = sorted({r.get("matrix_bytes", 0) for r in rows})
         for i, size in enumerate(sizes):  # one line per matrix size: more vectors, more FLOPs per byte
             line = [r for r in rows if r.get("matrix_bytes", 0) == size]
