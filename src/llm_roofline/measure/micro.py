@@ -144,16 +144,17 @@ def matmul_peaks(be: Backend, quick: bool, progress=None) -> dict[str, dict]:
     return out
 
 
-# Matrix shapes measured, as out/in: square, tall (an MLP's up and gate projections, an lm_head) and wide (a down
-# projection). CPU kernels stream a tall matrix up to 20% slower than a wide one of the same size.
-ASPECTS = (0.25, 1.0, 4.0)
+# Matrix shapes measured, as out/in: wide (a down projection), square, tall (an MLP's up and gate projections) and
+# very tall (an lm_head: 16384 x 1024 at the largest size, where the rate has stopped changing with more rows).
+# CPU kernels stream a tall matrix up to 20% slower than a wide one of the same size.
+ASPECTS = (0.25, 1.0, 4.0, 16.0)
 
 
 def empirical_roofline(be: Backend, quick: bool, dtype: str = "fp32", progress=None) -> list[dict]:
     """Weights beyond the last-level cache times 1, 2, 4, ... vectors: FLOP/s and bytes/s against intensity.
     The weights are a stack of distinct matrices in the (out, in) layout of linear layers, read one after another
-    as a decode step reads its layers, at five matrix sizes (256^2 to 4096^2 elements) and three shapes (out/in
-    1/4, 1, 4): on CPUs the rate depends on the matrix size and shape as much as on the vector count, and a
+    as a decode step reads its layers, at five matrix sizes (256^2 to 4096^2 elements) and four shapes (out/in
+    1/4 to 16): on CPUs the rate depends on the matrix size and shape as much as on the vector count, and a
     model's matmuls look up their own size and shape. The matrices are views into one random buffer."""
     llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
     elem = 2 if dtype in ("bf16", "fp16") else 4
@@ -161,7 +162,9 @@ def empirical_roofline(be: Backend, quick: bool, dtype: str = "fp32", progress=N
     flat = be.rand((target // elem,), dtype)
     rows = []
     vectors = (1, 2, 8, 32) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 512 if be.device == "cpu" else 4096)
-    for side in (256, 512, 1024, 2048, 4096):
+    # --quick skips the smallest matrices: thousands of them make a stack beyond the cache, and the Python loop
+    # over them costs more time than all the larger sizes together; lookups below 512^2 take the 512^2 rate.
+    for side in (512, 1024, 2048, 4096) if quick else (256, 512, 1024, 2048, 4096):
         n = side * side
         stack = [flat[i * n:(i + 1) * n] for i in range(max(2, len(flat) // n))]
         for aspect in ASPECTS:
