@@ -152,3 +152,31 @@ def test_predict_with_engine_profile_and_range():
     assert "llama.cpp" in predict("llama-3.1-8b", "4090", engine="llama.cpp-sycl").efficiency.source
     with pytest.raises(UserError, match="closest"):
         predict("llama-3.1-8b", "4090", engine="vlm")
+
+
+def test_format_factor_is_learnt_within_engines(tmp_path):
+    """Engine A (90% of bandwidth) mostly runs 4-bit weights, engine B (50%) mostly 16-bit; 4-bit kernels
+    reach 0.7 of an engine's 16-bit efficiency. Pooled across engines, 4-bit would look faster than 16-bit;
+    fitted within each engine, the factor is 0.7 and the engines' efficiencies come back."""
+    from llm_roofline.calibrate import RowSet, fit_profiles
+
+    devices = [("nvidia-rtx-4090", "1008"), ("nvidia-rtx-3090", "936.2"), ("nvidia-a100-sxm4-80gb", "2039"),
+               ("nvidia-l40s", "864"), ("nvidia-h100-sxm5-80gb", "3350")]
+    plan = []
+    for engine, eff, main_fmt, other_fmt in (("enga", 0.9, "q4_0", "f16"), ("engb", 0.5, "f16", "q4_0")):
+        for model in ("llama-2-7b", "llama-2-13b"):
+            for hid, bw in devices:
+                plan.append((engine, eff, main_fmt, model, hid, bw))
+        plan += [(engine, eff, other_fmt, "llama-2-7b", hid, bw) for hid, bw in devices[:2]]
+    rows = [{**GOOD, "source": f"{e} README", "engine": e, "weights": w, "model": m, "hardware_id": hid,
+             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1"}
+            for e, _, w, m, hid, bw in plan]
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    ceilings = RowSet([row_model(m) for m in got]).ceilings()
+    for row, (_, eff, w, *_), ceiling in zip(rows, plan, ceilings):
+        row["value"] = f"{ceiling * eff * (0.7 if w == 'q4_0' else 1.0):.6g}"
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    profiles = fit_profiles(RowSet([row_model(m) for m in got]))
+    assert profiles["enga"].bw_factor_4bit == pytest.approx(0.7, abs=0.03)
+    assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.9, abs=0.03)
+    assert profiles["engb"].bandwidth_efficiency == pytest.approx(0.5, abs=0.03)

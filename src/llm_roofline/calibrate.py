@@ -8,7 +8,8 @@ A profile has nine numbers with a physical meaning, used by the estimate in plac
   allreduce_us           latency of one tensor-parallel all-reduce over a scale-up link (NVLink, Infinity
                          Fabric), on top of its bytes over the link; allreduce_pcie_us the same over PCIe
   bw_factor_8bit, bw_factor_4bit  multipliers of the bandwidth efficiency for 8-bit and <= 6-bit weight formats,
-                         whose decode kernels spend time dequantising (fitted across engines only)
+                         whose decode kernels spend time dequantising (shared by all engines, learnt from the
+                         contrast between formats within each engine, alternating with the hierarchy below)
   int8_compute_efficiency  fraction of the int8 peak reached by kernels that quantise activations to int8
                          (llama.cpp's MMQ path for ggml formats), which sit much further below their peak
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
@@ -29,8 +30,8 @@ from .files import write_json
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (0.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
-          "allreduce_pcie_us": (0.0, 3000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25)}
+          "allreduce_us": (5.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+          "allreduce_pcie_us": (10.0, 3000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25)}
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit")
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 20.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 50.0,
@@ -135,11 +136,8 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         active += ["allreduce_us"]
     if (rows.tensor & rows.pcie).any():
         active += ["allreduce_pcie_us"]
-    # Dequantisation costs are fitted across engines only: one engine's sources rarely hold the same model in
-    # several formats, so a per-engine factor would fit a source's quirks rather than the kernels.
-    for cls, name in ((1, "bw_factor_8bit"), (2, "bw_factor_4bit")):
-        if balance and (rows.fmt_class == cls).any() and (rows.fmt_class == 0).any():
-            active += [name]
+    # Dequantisation factors are not fitted per level (see _fit_format_factors): one engine's sources rarely hold
+    # the same model in several formats, so a per-engine factor would fit a source's quirks.
     # Each metric kind (and with balance each family) counts equally: many rows of one kind do not drown the rest.
     kinds = np.array([metric_kind(METRICS[i]) for i in rows.metric])
     fams = np.array([family(rm.m.engine) for rm in rows.models])
@@ -156,7 +154,8 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         improved = False
         for name in active:
             lo, hi = BOUNDS[name]
-            grid = np.linspace(lo, hi, 41) if name in LINEAR else np.concatenate([[0.0], np.geomspace(1.0, hi, 60)])
+            grid = np.linspace(lo, hi, 41) if name in LINEAR else \
+                np.concatenate([[0.0] if lo == 0 else [], np.geomspace(max(lo, 1.0), hi, 60)])
             for value in grid:
                 trial = {**theta, name: float(value)}
                 value_loss = loss(trial)
@@ -167,12 +166,10 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     return Profile(**theta, rows=rows.n)
 
 
-def fit_profiles(rows: RowSet, train: np.ndarray | None = None) -> dict[str, Profile]:
-    """default -> families -> engines, each level fitted on its training rows."""
-    train = np.arange(rows.n) if train is None else train
+def _fit_hierarchy(rows: RowSet, train: np.ndarray, start: Profile) -> dict[str, Profile]:
     engines = np.array([rm.m.engine for rm in rows.models])
     subset = lambda idx: RowSet([rows.models[i] for i in idx])  # noqa: E731
-    profiles = {"default": _fit_level(subset(train), Profile(**DEFAULT), balance=True)}
+    profiles = {"default": _fit_level(subset(train), start, balance=True)}
     for fam in sorted({family(e) for e in engines[train]}):
         idx = train[np.array([family(e) == fam for e in engines[train]])]
         profiles[fam] = _fit_level(subset(idx), profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
@@ -180,6 +177,62 @@ def fit_profiles(rows: RowSet, train: np.ndarray | None = None) -> dict[str, Pro
         idx = train[engines[train] == eng]
         parent = profiles[family(eng)]
         profiles[eng] = _fit_level(subset(idx), parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
+    return profiles
+
+
+def _fit_format_factors(rows: RowSet, profiles: dict[str, Profile]) -> dict[str, float]:
+    """The dequantisation factors, with every row under its own engine's profile and each profile's bandwidth
+    efficiency free to follow the factor (the two trade off: an engine measured mostly on 4-bit weights would
+    otherwise keep the factor inside its efficiency). The factor is then learnt from contrasts within engines
+    (gpt-fast bf16 against int4, llama.cpp f16 against q4), not from one engine's formats against another
+    engine's efficiency. Decode rows only; every engine family weighs the same."""
+    params = row_params(rows, profiles)
+    decode = np.isin(rows.metric, [METRICS.index(m) for m in DECODE_KIND])
+    keys = np.array([lookup(profiles, rm.m.engine)[0] for rm in rows.models])
+    fams = np.array([family(rm.m.engine) for rm in rows.models])
+    weight = np.array([1 / max(1, np.sum(decode & (fams == f))) for f in fams])  # each family's decode rows sum to 1
+    groups = []  # one per profile in use: its decode rows, their RowSet and weights
+    for key in sorted(set(keys[decode])):
+        idx = np.where(decode & (keys == key))[0]
+        groups.append((idx, RowSet([rows.models[i] for i in idx]), weight[idx]))
+    bw_col = PARAMS.index("bandwidth_efficiency")
+    bw_grid = np.linspace(*BOUNDS["bandwidth_efficiency"], 41)
+    out = {}
+    for cls, name in ((1, "bw_factor_8bit"), (2, "bw_factor_4bit")):
+        col = PARAMS.index(name)
+        if not ((rows.fmt_class == cls) & decode).any():
+            out[name] = float(params[0, col])
+            continue
+        best, best_value = np.inf, 1.0
+        for value in np.linspace(*BOUNDS[name], 35):
+            loss = 0.0
+            for idx, sub, w in groups:
+                trial = params[idx].copy()
+                trial[:, col] = value
+                losses = []
+                for bw in bw_grid:  # the profile's efficiency at its best for this factor
+                    trial[:, bw_col] = bw
+                    losses.append(float(w @ log_errors(sub.values(trial), sub.measured)))
+                loss += min(losses)
+            if loss < best - 1e-12:
+                best, best_value = loss, float(value)
+        out[name] = best_value
+        params[:, col] = best_value
+    return out
+
+
+def fit_profiles(rows: RowSet, train: np.ndarray | None = None, rounds: int = 1) -> dict[str, Profile]:
+    """default -> families -> engines, each level fitted on its training rows, alternating with the format
+    factors (shared by every engine, fitted within engines); the last hierarchy is fitted with the last
+    factors, so every profile is consistent with them."""
+    from dataclasses import replace
+
+    train = np.arange(rows.n) if train is None else train
+    start = Profile(**DEFAULT)
+    profiles = _fit_hierarchy(rows, train, start)
+    for _ in range(rounds):
+        start = replace(start, **_fit_format_factors(RowSet([rows.models[i] for i in train]), profiles))
+        profiles = _fit_hierarchy(rows, train, start)
     return profiles
 
 
