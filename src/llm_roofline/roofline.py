@@ -199,8 +199,8 @@ class Prediction:
 
 def _weight_stream_s(op: Op, hw: Hardware, dtype: str) -> float | None:
     """Seconds a matmul takes at the weight-streaming rates a measured profile reached for matrices of its size
-    and shape times this many vectors (the activations' traffic was part of that measurement), scaled to the cache level the step's working set lives in. None without
-    measured curves."""
+    and shape times this many vectors (the activations' traffic was part of that measurement), scaled to the
+    cache level the step's working set lives in. None without measured curves."""
     matrices = op.matrices or ((op.matrix_bytes, 1.0),)
     total = sum(size for size, _ in matrices)
     seconds = 0.0
