@@ -80,3 +80,8 @@ def test_measured_streaming_rate_by_size_and_shape():
     # 64 MiB square: 16 times the largest size, taken as 1/16 of the rows: 4 MiB at aspect 1/16 (clamped to 1)
     assert hw.weight_stream_gbps("bf16", 1, 2**26, 1.0) == pytest.approx(40.0)
     assert hw.weight_stream_gbps("fp32", 1, 2**20, 1.0) is None  # no fp32 rows measured
+    # a profile written before shapes were measured: its rows are square matrices
+    old = Hardware.from_record({"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16,
+                                "bandwidth_gbps": 40, "roofline": [{k: v for k, v in r.items() if k != "aspect"}
+                                                                   for r in rows if r["aspect"] == 1.0]})
+    assert old.weight_stream_gbps("bf16", 1, 2**21) == pytest.approx(20.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 from .architecture import ModelSpec, global_weights, layer_weights
@@ -35,10 +36,11 @@ class MemoryResult:
 def weight_bytes(spec: ModelSpec, fmt: WeightFormat, tp: int = 1) -> float:
     """Bytes of all weights on one device: matmuls split tp ways, embedding and norms replicated."""
     total = 0.0
-    groups = [g for layer in spec.layers for g in layer_weights(spec, layer)] + global_weights(spec)
-    for g in groups:
+    # identical layers counted once each kind (a 61-layer model has two or three kinds of layer)
+    groups = [(g, n) for layer, n in Counter(spec.layers).items() for g in layer_weights(spec, layer)]
+    for g, n in groups + [(g, 1) for g in global_weights(spec)]:
         share = 1 if g.kind in ("norm", "embedding") else tp
-        total += g.params * group_bits(g, spec, fmt) / 8 / share
+        total += n * g.params * group_bits(g, spec, fmt) / 8 / share
     return total
 
 
