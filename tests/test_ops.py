@@ -6,6 +6,7 @@ Per layer: qkv 64*(64+64) = 8192 weights, out 4096, MLP 3*64*128 = 24576, norms 
 
 import pytest
 
+from llm_roofline import catalog
 from llm_roofline.architecture import load_model
 from llm_roofline.formats import load_format
 from llm_roofline.ops import Step, attended_keys, expected_experts, step_ops
@@ -75,6 +76,14 @@ def test_matrix_layout_by_hand(tiny_config):
     for op in ops.values():
         if op.matrices:
             assert sum(size for size, _ in op.matrices) == op.weight_bytes
+
+
+def test_every_matmul_knows_its_matrices():
+    """Every catalog model (MLA, linear attention, MoE, plain and gated MLPs): a profile can time each matrix."""
+    for model in catalog.model_ids():
+        for op in step_ops(load_model(model), load_format("bf16"), 16, Step(1, 1, 10)):
+            if op.kind == "matmul":
+                assert op.matrices and all(size > 0 and aspect > 0 for size, aspect in op.matrices), (model, op.name)
 
 
 def test_attended_keys_with_window():

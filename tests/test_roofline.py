@@ -184,8 +184,7 @@ def test_measured_profile_times_each_matrix_at_its_own_rate():
     hw = Hardware.from_record({"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16,
                                "bandwidth_gbps": 40, "peak_tflops": {"bf16": 1.0}, "roofline": rows,
                                "bandwidth": [{"bytes": 2**30, "read_gbps": 40}]})
-    op = Op("mlp", "matmul", 2 * 2**20, 2 * 2**20, 0.0, 0.0, "bf16", tokens=1, matrix_bytes=2**20,
-            matrices=((2**20, 1.0), (2**20, 4.0)))
+    op = Op("mlp", "matmul", 2 * 2**20, 2 * 2**20, 0.0, 0.0, "bf16", tokens=1, matrices=((2**20, 1.0), (2**20, 4.0)))
     eff = Efficiency(1.0, 1.0, 0.0, 0.0, "test")
     ceiling, estimate, _, t_memory, _ = time_op(op, hw, eff)
     assert ceiling == pytest.approx(2 * 2**20 / 40e9)

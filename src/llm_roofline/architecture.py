@@ -521,8 +521,10 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
     elif layer.attention == "linear":
         la = spec.linear_attention
         key_dim, value_dim = la.n_key_heads * la.key_head_dim, la.n_value_heads * la.value_head_dim
-        groups.append(WeightGroup("attn_qkv", h * (2 * key_dim + 2 * value_dim) + h * 2 * la.n_value_heads, "linear"))
-        groups.append(WeightGroup("attn_out", value_dim * h, "linear"))
+        # in_proj_qkvz and in_proj_ba (the per-head decay and beta gates), then out_proj
+        groups.append(WeightGroup("attn_qkv", h * (2 * key_dim + 2 * value_dim) + h * 2 * la.n_value_heads, "linear",
+                                  shapes=((2 * key_dim + 2 * value_dim, h), (2 * la.n_value_heads, h))))
+        groups.append(WeightGroup("attn_out", value_dim * h, "linear", shapes=((h, value_dim),)))
         norms += (2 * key_dim + value_dim) * la.conv_kernel + 2 * la.n_value_heads + la.value_head_dim
     else:
         q_width = layer.n_heads * layer.head_dim * (2 if layer.q_gate else 1)

@@ -35,9 +35,8 @@ class Op:
     count: int = 1  # identical instances (e.g. the same op in 80 identical layers)
     comm_bytes: float = 0.0  # bytes each device sends over the device link (all-reduce)
     tokens: float = 0.0  # matmuls: vectors multiplying each weight (what a measured matmul curve is indexed by)
-    matrix_bytes: float = 0.0  # matmuls: bytes of one of its weight matrices (kernel efficiency depends on it)
-    # matmuls whose layout is known: (bytes, out/in) of each distinct weight matrix on one device; the op's
-    # weight bytes split among them in proportion to their bytes
+    # matmuls: (bytes, out/in) of each weight matrix on one device (kernel efficiency depends on size and shape);
+    # the op's weight bytes split among them in proportion to their bytes
     matrices: tuple[tuple[float, float], ...] = ()
 
     @property
@@ -102,11 +101,6 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
     return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
 
 
-# Weight matrices per operator: q, k, v; gate, up, down; in and out projections; one for the rest (the dense MLP
-# passes its own count: 3 gated, 2 plain).
-MATRICES = {"attn_qkv": 3, "moe_shared": 3, "embed_proj": 2}
-
-
 def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float, float], ...]:
     """(bytes, out/in) of each weight matrix on one device. Tensor parallelism (Megatron's layout) splits the
     output projections (attention out, the MLP's down: the last matrix) by their inputs, the others by their
@@ -120,12 +114,11 @@ def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float,
 
 
 def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act: int, width_in: float,
-            width_out: float, tokens: float | None = None, matrices: int | None = None, shapes=()) -> Op:
+            width_out: float, shapes, tokens: float | None = None) -> Op:
     tokens = step.tokens if tokens is None else tokens
     weight = params * bits / 8 / step.tp
     return Op(name, "matmul", 2 * tokens * params / step.tp, weight, 0.0,
               tokens * (width_in + width_out / step.tp) * act, compute, tokens=tokens,
-              matrix_bytes=weight / (matrices or MATRICES.get(name, 1)),
               matrices=matrix_layout(name, shapes, bits, step.tp))
 
 
@@ -176,12 +169,10 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
             ops.append(Op("moe_experts", "matmul", 2 * step.tokens * moe.top_k * g.per_expert / step.tp,
                           touched * g.per_expert * bits / 8 / step.tp, 0.0,
                           step.tokens * moe.top_k * 2 * h * act, compute,
-                          tokens=step.tokens * moe.top_k / touched, matrix_bytes=g.per_expert * bits / 8 / 3 / step.tp,
+                          tokens=step.tokens * moe.top_k / touched,
                           matrices=matrix_layout(g.op, g.shapes, bits, step.tp)))
         else:
-            mlp_matrices = 3 if spec.mlp_gated else 2
-            ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h,
-                               matrices=mlp_matrices if g.op == "mlp" else None, shapes=g.shapes))
+            ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h, g.shapes))
         if g.op == "attn_qkv":
             ops.append(_attention(spec, layer, step, kv_bits, act))
     if step.tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
@@ -203,7 +194,7 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     ops.append(Op("embedding", "memory", 0.0, rows_bytes, 0.0, step.tokens * h * act, "fp32"))
     if "embed_proj" in glob:
         ops.append(_matmul("embed_proj", glob["embed_proj"].params, fmt.bits, step, fmt.compute, act, h, h,
-                           shapes=glob["embed_proj"].shapes))
+                           glob["embed_proj"].shapes))
     for layer, count in Counter(spec.layers).items():
         for op in layer_ops(spec, layer, fmt, kv_bits, step):
             ops.append(Op(**{**op.__dict__, "count": op.count * count}))
@@ -214,7 +205,7 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     head_bits = fmt.lm_head_bits if "lm_head" in glob else fmt.embedding_bits
     head_compute = fmt.compute if head_bits == fmt.bits else ("fp32" if act == 4 else "fp16")
     # Only the last position of each sequence needs logits (a prefill samples one token per sequence).
-    logits = _matmul("lm_head", head_params, head_bits, step, head_compute, act, h, 0, tokens=step.batch,
-                     shapes=((spec.vocab_size, emb_dim),))
+    logits = _matmul("lm_head", head_params, head_bits, step, head_compute, act, h, 0, ((spec.vocab_size, emb_dim),),
+                     tokens=step.batch)
     ops.append(Op(**{**logits.__dict__, "act_bytes": logits.act_bytes + step.batch * spec.vocab_size * 4 / step.tp}))
     return ops

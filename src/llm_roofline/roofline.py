@@ -201,10 +201,9 @@ def _weight_stream_s(op: Op, hw: Hardware, dtype: str) -> float | None:
     """Seconds a matmul takes at the weight-streaming rates a measured profile reached for matrices of its size
     and shape times this many vectors (the activations' traffic was part of that measurement), scaled to the
     cache level the step's working set lives in. None without measured curves."""
-    matrices = op.matrices or ((op.matrix_bytes, 1.0),)
-    total = sum(size for size, _ in matrices)
+    total = sum(size for size, _ in op.matrices)
     seconds = 0.0
-    for size, aspect in matrices:
+    for size, aspect in op.matrices:
         stream = hw.weight_stream_gbps(dtype, op.tokens, size, aspect)
         if not stream:
             return None
@@ -224,7 +223,7 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     ceiling = max(t_compute, t_memory)
     compute_eff = eff.int8_compute if dtype == "int8" and eff.int8_compute else eff.compute
     estimate = max(t_compute / compute_eff, t_memory / eff.bandwidth)
-    t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens else None
+    t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens and op.matrices else None
     if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
         estimate = max(estimate, t_stream)
     return ceiling, estimate, t_compute, t_memory, dtype
