@@ -21,6 +21,7 @@ Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -190,7 +191,8 @@ def _fit_format_factors(rows: RowSet, profiles: dict[str, Profile]) -> dict[str,
     decode = np.isin(rows.metric, [METRICS.index(m) for m in DECODE_KIND])
     keys = np.array([lookup(profiles, rm.m.engine)[0] for rm in rows.models])
     fams = np.array([family(rm.m.engine) for rm in rows.models])
-    weight = np.array([1 / max(1, np.sum(decode & (fams == f))) for f in fams])  # each family's decode rows sum to 1
+    per_family = Counter(fams[decode])
+    weight = np.array([1 / max(1, per_family[f]) for f in fams])  # each family's decode rows sum to 1
     groups = []  # one per profile in use: its decode rows, their RowSet and weights
     for key in sorted(set(keys[decode])):
         idx = np.where(decode & (keys == key))[0]
