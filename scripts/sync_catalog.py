@@ -7,7 +7,11 @@ notes and confidence, and adding the short aliases people type (ALIASES below) p
 FIXES (each with the reason; see docs/catalog.md).
 Models: models/*.json are copied byte for byte; models/INDEX.md gives the Hugging Face repo id (an alias)
 and the source of each config -> catalog/models_index.json.
-Measurements: measurements/dev.csv is copied as catalog/measurements_dev.csv.
+Added devices: data/hardware-added.yaml holds sourced records for devices the measurements name but
+hardware.yaml lacks; they are appended to hardware.json.
+Measurements: measurements/dev.csv is copied as catalog/measurements_dev.csv, with `hardware_id` filled for the
+rows whose device is one of those added records (their `measured_as` names) and a `build_date` column taken from
+the date each source's text states ("snapshots May 2024" -> 2024-05); every other cell is as published.
 
 Run it whenever ../shared/data changes; the package never reads ../shared at run time.
 """
@@ -15,6 +19,8 @@ Run it whenever ../shared/data changes; the package never reads ../shared at run
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import re
 import shutil
@@ -24,6 +30,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "src" / "llm_roofline" / "catalog"
+ADDED = ROOT / "data" / "hardware-added.yaml"
+ADDED_SOURCES = ["https://www.techpowerup.com/gpu-specs/", "NVIDIA architecture whitepapers (Pascal, Volta, Turing, "
+                 "Ampere GA102, Ada, Blackwell): per-SM rates; see data/hardware-added.yaml"]
 
 # Short names people type. Every alias must be unique across the catalog (checked below).
 ALIASES: dict[str, list[str]] = {
@@ -147,6 +156,64 @@ def build_hardware(shared: Path) -> list[dict]:
     return out
 
 
+def added_hardware() -> tuple[list[dict], dict[str, str], dict[str, dict]]:
+    """Records for data/hardware-added.yaml's devices (hardware.json's layout), measured name -> id, and the
+    fields it adds to devices hardware.yaml has (id -> fields)."""
+    records, ids, extra = [], {}, {}
+    for rec in yaml.safe_load(ADDED.read_text()):
+        if "extends" in rec:
+            extra[rec["extends"]] = {k: v for k, v in rec.items() if k != "extends"}
+            continue
+        hid = rec.get("same_as") or rec["id"]
+        ids.update({name: hid for name in rec["measured_as"]})
+        if "same_as" in rec:
+            continue
+        records.append({
+            "id": rec["id"], "name": rec["name"], "vendor": "NVIDIA", "category": rec["category"], "aliases": [],
+            "memory_gb": rec["memory_gb"], "memory_type": rec["memory_type"], "bandwidth_gbps": rec["bandwidth_gbps"],
+            "sm_count": rec["sm_count"], "boost_clock_mhz": rec["boost_clock_mhz"],
+            "peak_tflops": {k: rec["peak_tflops"].get(k) for k in PEAK_FIELDS},
+            "link_gbps_bidir": None, "link_name": None, "pcie_gbps_bidir": None, "tdp_w": None,
+            "launch_year": rec["launch_year"], "sources": ADDED_SOURCES,
+            "notes": ("Added by the project (data/hardware-added.yaml): peaks are SMs x boost clock x the "
+                      "architecture's per-SM rate. " + rec.get("notes", "")).strip(),
+            "confidence": "medium",
+        })
+    return records, ids, extra
+
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def build_date(source: str) -> str:
+    """The build date a source's text states: the last "2024-09-15" or "May 2024" ("Oct-Nov 2023": November) in
+    it, as YYYY-MM; else a lone year ("table from 2023") as YYYY; else ""."""
+    found = [(int(y), int(m)) for y, m in re.findall(r"\b(20\d\d)-(\d\d)-\d\d\b", source)]
+    found += [(int(y), MONTHS.index(m.lower()) + 1)
+              for m, y in re.findall(r"\b(" + "|".join(MONTHS) + r")[a-z]*\.? (20\d\d)\b", source, re.I)]
+    if found:
+        return "%d-%02d" % max(found)
+    year = re.search(r"\b(20\d\d)\b", re.sub(r"@\w+", "", source))
+    return year.group(1) if year else ""
+
+
+def fill_rows(text: str, ids: dict[str, str]) -> tuple[str, int]:
+    """The CSV with hardware_id filled where it was empty and the device is an added one, and a build_date
+    column (from the source's text); the count of ids filled."""
+    reader = csv.DictReader(io.StringIO(text))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [*reader.fieldnames, "build_date"], lineterminator="\n")
+    writer.writeheader()
+    filled = 0
+    for row in reader:
+        if not row["hardware_id"] and row["hardware"] in ids:
+            row["hardware_id"] = ids[row["hardware"]]
+            filled += 1
+        row["build_date"] = build_date(row["source"])
+        writer.writerow(row)
+    return out.getvalue(), filled
+
+
 def build_models_index(shared: Path) -> dict[str, dict]:
     index: dict[str, dict] = {}
     for line in (shared / "models" / "INDEX.md").read_text().splitlines():
@@ -171,6 +238,15 @@ def main() -> None:
     shared: Path = args.shared
 
     hardware = build_hardware(shared)
+    added, measured_as, extra = added_hardware()
+    unknown = set(extra) - {r["id"] for r in hardware}
+    if unknown:
+        raise SystemExit(f"data/hardware-added.yaml extends devices hardware.yaml lacks: {sorted(unknown)}")
+    hardware = [{**r, **extra.get(r["id"], {})} for r in hardware]
+    clash = {r["id"] for r in added} & {r["id"] for r in hardware}
+    if clash:
+        raise SystemExit(f"added devices already in hardware.yaml: {sorted(clash)}")
+    hardware += added
     (CATALOG / "hardware.json").write_text(json.dumps(hardware, indent=1) + "\n")
 
     models_dir = CATALOG / "models"
@@ -184,8 +260,10 @@ def main() -> None:
         raise SystemExit(f"models without an INDEX.md row: {missing}")
     (CATALOG / "models_index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
 
-    shutil.copyfile(shared / "measurements" / "dev.csv", CATALOG / "measurements_dev.csv")
-    print(f"{len(hardware)} devices, {len(index)} models, measurements copied -> {CATALOG}")
+    text, filled = fill_rows((shared / "measurements" / "dev.csv").read_text(), measured_as)
+    (CATALOG / "measurements_dev.csv").write_text(text)
+    print(f"{len(hardware)} devices ({len(added)} added), {len(index)} models, measurements copied "
+          f"({filled} rows given an added device's id) -> {CATALOG}")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,14 @@ from .files import write_json
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (5.0, 3000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
-          "allreduce_pcie_us": (10.0, 3000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25)}
-LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit")
-DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 20.0,
-           "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 50.0,
-           "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0}
+          "allreduce_us": (1.0, 1000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+          "allreduce_pcie_us": (2.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
+          "bw_factor_hbm": (0.3, 1.25)}
+LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
+          "bw_factor_hbm")
+DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 2.0,
+           "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 5.0,
+           "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
 DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
 
@@ -51,6 +53,8 @@ class RowSet:
         self.models = models
         self.n = n = len(models)
         d_tc, d_tm, d_w, d_seg, d_i8, p_tc, p_tm, p_seg, p_i8 = [], [], [], [], [], [], [], [], []
+        d_k, p_k = [], []
+        self.hbm = np.zeros(n, dtype=bool)
         self.pipeline = np.ones(n)
         self.d_link, self.d_ar = np.zeros(n), np.zeros(n)
         self.p_link, self.p_ar = np.zeros(n), np.zeros(n)
@@ -62,6 +66,8 @@ class RowSet:
                 d_w.append(np.full(len(s.t_compute), 1 / k))
                 d_seg.append(np.full(len(s.t_compute), r))
                 d_i8.append(s.int8)
+                d_k.append(s.kernel_scale)
+                self.hbm[r] = s.hbm
                 self.d_link[r] += s.t_link / k
                 self.d_ar[r] += s.allreduces / k
             if rm.prefill is not None:
@@ -69,6 +75,7 @@ class RowSet:
                 p_tm.append(rm.prefill.t_memory)
                 p_seg.append(np.full(len(rm.prefill.t_compute), r))
                 p_i8.append(rm.prefill.int8)
+                p_k.append(rm.prefill.kernel_scale)
                 self.pipeline[r] = rm.prefill.pipeline
                 self.p_link[r] = rm.prefill.t_link
                 self.p_ar[r] = rm.prefill.allreduces
@@ -76,6 +83,7 @@ class RowSet:
         self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
         self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
         self.d_i8, self.p_i8 = cat(d_i8).astype(bool), cat(p_i8).astype(bool)
+        self.d_k, self.p_k = cat(d_k), cat(p_k)
         ms = [rm.m for rm in models]
         self.metric = np.array([METRICS.index(m.metric) for m in ms])
         self.batch = np.array([m.batch for m in ms], dtype=float)
@@ -89,15 +97,16 @@ class RowSet:
 
     def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
         """params: (n, len(PARAMS)) per row -> the metric each row reports."""
-        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4 = (params[:, i] for i in range(len(PARAMS)))
-        bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4])
+        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh = (params[:, i] for i in range(len(PARAMS)))
+        bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4]) * np.where(self.hbm, fh, 1.0)
+        d_k, p_k = (1.0, 1.0) if ceiling else (self.d_k, self.p_k)
         ar = np.where(self.pcie, ar_pcie, ar)
         ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
         d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
-        d_op = np.maximum(self.d_tc / d_c, self.d_tm / bw[self.d_seg]) * self.d_w
+        d_op = np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) * self.d_w
         step = np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + ov
         p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
-        p_op = np.maximum(self.p_tc / p_c, self.p_tm / bw[self.p_seg])
+        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg])
         ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + pov
         if ceiling:
             ttft = ttft / self.pipeline
@@ -127,6 +136,9 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     active = []
     if np.isin(rows.metric, decode_ids).any():
         active += ["bandwidth_efficiency", "step_overhead_us"]
+        decode_rows = np.isin(rows.metric, decode_ids)
+        if (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
+            active += ["bw_factor_hbm"]  # only a level measured on both kinds of memory can tell them apart
     if np.isin(rows.metric, prefill_ids).any():
         active += ["prefill_overhead_us"]
         if rows.p_i8.any():

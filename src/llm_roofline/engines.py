@@ -19,7 +19,7 @@ from .hardware import Hardware
 
 PROFILES_JSON = catalog.CATALOG_DIR / "engine_profiles.json"
 PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
-          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit")
+          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm")
 # NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
 FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 
@@ -35,6 +35,9 @@ class Profile:
     allreduce_pcie_us: float  # all-reduce latency over PCIe
     bw_factor_8bit: float  # bandwidth-efficiency multiplier for 8-bit weights (dequantisation cost)
     bw_factor_4bit: float  # ... for 6 bits or fewer
+    # bandwidth-efficiency multiplier on HBM devices: HBM's bandwidth-delay product is several times GDDR's, so a
+    # decode kernel that keeps too few bytes in flight reaches a smaller fraction of it (1: no difference)
+    bw_factor_hbm: float = 1.0
     rows: int = 0  # measurements it was fitted on (0: inherited)
 
     def params(self) -> tuple[float, ...]:
@@ -95,7 +98,7 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
         raise UserError(f"no efficiency profile for engine {engine!r}{closest(engine, known)}; "
                         f"known: {', '.join(sorted(known))}")
     key, p = lookup(profiles, engine)
-    factor = (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)]
+    factor = (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)] * (p.bw_factor_hbm if hw.hbm else 1.0)
     return Efficiency(
         bandwidth=min(1.0, p.bandwidth_efficiency * factor),
         compute=p.compute_efficiency,

@@ -82,6 +82,9 @@ class Hardware:
     sources: tuple[str, ...] = ()
     notes: str = ""
     confidence: str | None = None
+    memory_type: str | None = None  # HBM2, HBM3, GDDR6X, LPDDR5 ...: HBM's larger bandwidth-delay product matters
+    sm_count: int | None = None  # streaming multiprocessors (NVIDIA), where the record gives them
+    boost_clock_mhz: float | None = None
     # Set by a measured profile (llm-roofline measure): figures that replace the class defaults,
     measured: dict[str, float] = field(default_factory=dict)
     # the read rate against buffer size ((bytes, GB/s), ascending), and per matmul dtype, matrix out/in aspect and
@@ -156,19 +159,46 @@ class Hardware:
         return 2.0 if self.vendor == "NVIDIA" and self.category == "consumer_gpu" else 1.0
 
     def peak(self, dtype: str) -> tuple[float | None, str]:
-        """(TFLOPS, dtype actually used): the first available rate in the dtype's fallback chain."""
-        for candidate in PEAK_FALLBACK[dtype]:
-            rate = self.peak_tflops.get(candidate)
-            if rate:
-                factor = self.half_accumulate_factor if candidate in ("fp16", "bf16", "fp8") else 1.0
-                return float(rate) * factor, candidate
-        return None, dtype
+        """(TFLOPS, dtype actually used): the first available rate in the dtype's fallback chain. Integer-quantised
+        weights run on the fp16 units where those are faster than the int8 ones (V100 and TITAN V have fp16
+        tensor cores but int8 only as dp4a on the CUDA cores: llama.cpp then dequantises and multiplies in fp16,
+        ggml-org/llama.cpp#8075)."""
+        rates = [(self._rate(c), c) for c in PEAK_FALLBACK[dtype]]
+        rates = [(r, c) for r, c in rates if r]
+        if not rates:
+            return None, dtype
+        if dtype == "int8" and rates[0][1] == "int8" and len(rates) > 1 and rates[1][0] > rates[0][0]:
+            return rates[1]
+        return rates[0]
+
+    def _rate(self, dtype: str) -> float | None:
+        rate = self.peak_tflops.get(dtype)
+        if not rate:
+            return None
+        return float(rate) * (self.half_accumulate_factor if dtype in ("fp16", "bf16", "fp8") else 1.0)
 
     @property
     def link_gbps(self) -> float:
         """One direction of the device-to-device link that tensor-parallel all-reduces use."""
         bidir = self.link_gbps_bidir or self.pcie_gbps_bidir or DEFAULT_LINK_GBPS_BIDIR
         return bidir / 2
+
+    @property
+    def hbm(self) -> bool:
+        return bool(self.memory_type) and self.memory_type.upper().startswith("HBM")
+
+    @property
+    def quantized_matmul_tops(self) -> float | None:
+        """The int8 rate that kernels quantising activations on the fly (llama.cpp's MMQ) are scaled by: the int8
+        peak, capped at 2048 int8 ops per SM per clock where the record gives SMs and clock. Such kernels spend
+        most of their time on per-SM work besides the tensor-core multiply (unpacking blocks, scales, shared
+        memory), which does not widen with the data-centre parts' wider tensor cores (A100: 4096 ops per SM per
+        clock, H100: about 7500); on GeForce and workstation parts from Turing to Blackwell, 2048 is the int8
+        peak itself."""
+        peak = self.peak_tflops.get("int8")
+        if peak and self.sm_count and self.boost_clock_mhz:
+            return min(peak, 2048 * self.sm_count * self.boost_clock_mhz * 1e6 / 1e12)
+        return peak
 
     def ridge_point(self, dtype: str = "fp16") -> float | None:
         """FLOPs per byte above which a kernel is compute-bound: peak FLOPS / bandwidth."""
@@ -199,6 +229,9 @@ class Hardware:
             sources=tuple(rec.get("sources") or ()),
             notes=rec.get("notes", ""),
             confidence=rec.get("confidence"),
+            memory_type=rec.get("memory_type"),
+            sm_count=rec.get("sm_count"),
+            boost_clock_mhz=rec.get("boost_clock_mhz"),
             measured=dict(rec.get("measured") or {}),
             bandwidth_curve=tuple((r["bytes"], r["read_gbps"]) for r in rec.get("bandwidth") or ()),
             matmul_curves=_matmul_curves(rec.get("roofline") or ()),

@@ -38,6 +38,9 @@ class Op:
     # matmuls: (bytes, out/in) of each weight matrix on one device (kernel efficiency depends on size and shape);
     # the op's weight bytes split among them in proportion to their bytes
     matrices: tuple[tuple[float, float], ...] = ()
+    # all-reduces: message latencies in series; a ring all-reduce over N devices takes 2(N-1) steps, each paying
+    # the link's latency (reduce-scatter, then all-gather)
+    latency_steps: int = 0
 
     @property
     def bytes(self) -> float:
@@ -178,7 +181,8 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
     if step.tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
         message = step.tokens * h * act
         ops.append(Op("allreduce", "allreduce", step.tokens * h * (step.tp - 1) / step.tp, 0.0, 0.0, 2 * message,
-                      "fp16", count=2, comm_bytes=2 * (step.tp - 1) / step.tp * message))
+                      "fp16", count=2, comm_bytes=2 * (step.tp - 1) / step.tp * message,
+                      latency_steps=2 * (step.tp - 1)))
     return ops
 
 

@@ -219,10 +219,12 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     t_memory = op.bytes / (hw.bandwidth_gbps * 1e9)
     if op.kind == "allreduce":
         t_link = op.comm_bytes / (hw.link_gbps * 1e9)
-        return t_link, t_link / eff.bandwidth + eff.allreduce_latency_us * 1e-6, 0.0, 0.0, dtype
+        return t_link, t_link / eff.bandwidth + eff.allreduce_latency_us * 1e-6 * op.latency_steps, 0.0, 0.0, dtype
     ceiling = max(t_compute, t_memory)
-    compute_eff = eff.int8_compute if dtype == "int8" and eff.int8_compute else eff.compute
-    estimate = max(t_compute / compute_eff, t_memory / eff.bandwidth)
+    compute_eff, t_kernel = eff.compute, t_compute
+    if dtype == "int8" and eff.int8_compute:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
+        compute_eff, t_kernel = eff.int8_compute, op.flops / (hw.quantized_matmul_tops * 1e12)
+    estimate = max(t_kernel / compute_eff, t_memory / eff.bandwidth)
     t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens and op.matrices else None
     if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
         estimate = max(estimate, t_stream)

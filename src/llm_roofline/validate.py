@@ -31,7 +31,11 @@ from .roofline import DECODE_SAMPLES, Efficiency, time_op
 
 REQUIRED = ("source", "engine", "hardware", "bandwidth_gbps", "devices", "parallel", "model", "weights", "batch",
             "prompt_tokens", "kv_depth", "gen_tokens", "metric", "value")
-OPTIONAL = ("hardware_id", "fp16_tflops", "memory_gb", "kv_cache", "flash_attention", "notes")
+OPTIONAL = ("hardware_id", "fp16_tflops", "memory_gb", "kv_cache", "flash_attention", "notes", "build_date")
+# llama.cpp's CUDA backend multiplied quantised weights in prefill by dequantising them to fp16 for cuBLAS on
+# every GPU with tensor cores until int8 tensor-core MMQ became the default on 2024-06-23
+# (ggml-org/llama.cpp#8075); rows whose build_date is earlier are modelled on that fp16 path.
+LLAMA_CPP_CUDA_MMQ_DEFAULT = "2024-06"
 METRICS = ("decode_tok_s", "decode_throughput_tok_s", "prefill_tok_s", "ttft_ms", "tpot_ms", "throughput_tok_s")
 TIME_METRICS = ("ttft_ms", "tpot_ms")
 # A row whose device has no stated fp16 rate and no catalog record gets this fp16 ridge point (FLOP per byte):
@@ -68,6 +72,7 @@ class Measurement:
     flash_attention: str
     defaults_used: tuple[str, ...] = ()
     notes: str = ""
+    build_date: str = ""  # YYYY-MM (or YYYY) of the engine build, where the source states it
 
     @property
     def source_group(self) -> str:
@@ -186,8 +191,15 @@ def _parse(rec: dict, line: int) -> Measurement:
         kv_cache=kv or "f16", batch=_number(rec, "batch", int, minimum=1), prompt_tokens=prompt or 0,
         kv_depth=depth or 0, gen_tokens=gen, metric=metric, value=_number(rec, "value", minimum=1e-12),
         flash_attention=(rec.get("flash_attention") or "unknown").strip(), defaults_used=tuple(defaults),
-        notes=rec.get("notes") or "",
+        notes=rec.get("notes") or "", build_date=_build_date(rec),
     )
+
+
+def _build_date(rec: dict) -> str:
+    text = (rec.get("build_date") or "").strip()
+    if text and not re.fullmatch(r"\d{4}(-\d{2})?", text):
+        raise UserError(f"build_date {text!r} is not YYYY-MM or YYYY")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------- devices
@@ -232,10 +244,12 @@ class StepTimes:
     t_compute: np.ndarray
     t_memory: np.ndarray
     int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
+    kernel_scale: np.ndarray  # estimate's compute time / ceiling's (Hardware.quantized_matmul_tops; else 1)
     t_link: float
-    allreduces: int
+    allreduces: int  # message latencies in series: all-reduces x 2(N-1) ring steps
     pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
     pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)
+    hbm: bool = False  # the device's memory is HBM (Profile.bw_factor_hbm)
 
 
 @dataclass(frozen=True)
@@ -252,17 +266,19 @@ class RowModel:
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
     unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
     tc, tm, int8, link, ars = [], [], [], 0.0, 0
+    int8_scale = hw.peak("int8")[0] / hw.quantized_matmul_tops if hw.quantized_matmul_tops else 1.0
     for op in step_ops(spec, fmt, bits, step):
         ceiling, _, t_c, t_m, dtype = time_op(op, hw, unit)
         if op.kind == "allreduce":
             link += op.count * ceiling
-            ars += op.count
+            ars += op.count * op.latency_steps
         else:
             tc.append(op.count * t_c)
             tm.append(op.count * t_m)
             int8.append(dtype == "int8")
-    return StepTimes(np.array(tc), np.array(tm), np.array(int8, dtype=bool), link, ars,
-                     pcie=not hw.link_gbps_bidir)
+    int8 = np.array(int8, dtype=bool)
+    return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), link, ars,
+                     pcie=not hw.link_gbps_bidir, hbm=hw.hbm)
 
 
 def row_model(m: Measurement) -> RowModel:
@@ -276,7 +292,11 @@ def row_model(m: Measurement) -> RowModel:
         # A request's time to first token is its own prompt's prefill: with a batch (or client concurrency)
         # above one, servers interleave arrivals, and any queueing on top is not modelled.
         prompts = 1 if m.metric == "ttft_ms" else m.batch
-        prefill = _step_times(spec, fmt, bits, Step(prompts, m.prompt_tokens, m.kv_depth, tp), hw)
+        prefill_fmt = fmt
+        if m.engine == "llama.cpp-cuda" and fmt.compute == "int8" and m.build_date and \
+                m.build_date < LLAMA_CPP_CUDA_MMQ_DEFAULT and (hw.peak("fp16")[0] or 0) >= 4 * (hw.peak("fp32")[0] or 0):
+            prefill_fmt = replace(fmt, compute="fp16")  # a tensor-core GPU: dequantise + fp16 cuBLAS then
+        prefill = _step_times(spec, prefill_fmt, bits, Step(prompts, m.prompt_tokens, m.kv_depth, tp), hw)
         if m.parallel == "layer":  # devices holding successive layers could pipeline a prompt's micro-batches
             prefill = replace(prefill, pipeline=m.devices)
     decode: list[StepTimes] = []
