@@ -13,6 +13,8 @@ def test_every_shared_device_is_shipped_with_its_id():
     if not shared.exists():
         pytest.skip("../shared not beside the checkout")
     ids = [r["id"] for r in yaml.safe_load(shared.read_text())]
+    added = yaml.safe_load((catalog.CATALOG_DIR.parents[2] / "data" / "hardware-added.yaml").read_text())
+    ids += [r["id"] for r in added if "id" in r]  # the project's added devices follow the shared ones
     assert [r["id"] for r in catalog.hardware_records()] == ids
 
 
@@ -85,3 +87,34 @@ def test_measured_streaming_rate_by_size_and_shape():
                                 "bandwidth_gbps": 40, "roofline": [{k: v for k, v in r.items() if k != "aspect"}
                                                                    for r in rows if r["aspect"] == 1.0]})
     assert old.weight_stream_gbps("bf16", 1, 2**21) == pytest.approx(20.0)
+
+
+def test_quantized_matmul_rate_is_capped_per_sm():
+    # A100: 108 SMs x 1.41 GHz x 2048 int8 ops = 311.9 TOPS, half its 624 TOPS int8 tensor peak
+    assert load_hardware("a100").quantized_matmul_tops == pytest.approx(2048 * 108 * 1.41e9 / 1e12)
+    # RTX 4090: 128 x 2.52 GHz x 2048 = 660.6, the int8 peak itself (GeForce tensor cores are 2048 wide)
+    assert load_hardware("4090").quantized_matmul_tops == pytest.approx(660.6, rel=1e-3)
+    # no SM count in the record: the int8 peak
+    assert load_hardware("mi300x").quantized_matmul_tops == load_hardware("mi300x").peak_tflops["int8"]
+
+
+def test_integer_weights_run_on_the_faster_units():
+    # V100: fp16 tensor cores 125 TFLOPS, int8 only as dp4a (62.8): quantised weights are multiplied in fp16
+    assert load_hardware("v100").peak("int8") == (125.0, "fp16")
+    assert load_hardware("4090").peak("int8") == (660.6, "int8")
+    assert load_hardware("nvidia-gtx-1080-ti").peak("int8") == (45.4, "int8")  # Pascal: dp4a, no usable fp16
+
+
+def test_memory_technology():
+    assert load_hardware("a100").hbm and load_hardware("nvidia-a30").hbm
+    assert not load_hardware("4090").hbm and not load_hardware("m2-ultra").hbm
+
+
+def test_added_devices_peaks_follow_sms_and_clock():
+    """Each added record's peaks are SMs x boost clock x the architecture's per-SM rate (data/hardware-added.yaml);
+    recompute two by hand: RTX 3060 28 SMs x 1.777 GHz x 256 fp32 = 12.74 TFLOPS, x 2048 int8 = 101.9 TOPS; A30
+    56 x 1.44 GHz x 4096 int8 = 330.3 TOPS."""
+    gpu = load_hardware("nvidia-rtx-3060-12gb")
+    assert gpu.peak_tflops["fp32"] == pytest.approx(28 * 1.777 * 256 / 1e3, rel=2e-3)
+    assert gpu.peak_tflops["int8"] == pytest.approx(28 * 1.777 * 2048 / 1e3, rel=2e-3)
+    assert load_hardware("nvidia-a30").peak_tflops["int8"] == pytest.approx(56 * 1.44 * 4096 / 1e3, rel=2e-3)

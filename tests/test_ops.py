@@ -134,3 +134,21 @@ def test_quantized_formats_keep_conventions():
     mx = _by_name(step_ops(oss, load_format("mxfp4"), 16, Step(1, 1, 0)))
     assert mx["attn_qkv"]["weight"] == pytest.approx(24 * (2880 * (4096 + 1024) + 5120) * 2)  # bf16
     assert mx["moe_experts"]["weight"] == pytest.approx(24 * 4 * (3 * 2880 * 2880 + 2 * 2880 + 2880) * 4.25 / 8)
+
+
+def test_ring_allreduce_pays_a_latency_per_step(tiny_config):
+    """A ring all-reduce over N devices is a reduce-scatter then an all-gather: 2(N-1) messages in series, each
+    carrying 1/N of the data, so 2(N-1)/N of the message crosses each link and the latency is paid 2(N-1) times."""
+    from llm_roofline.hardware import load_hardware
+    from llm_roofline.roofline import Efficiency, time_op
+
+    spec = load_model(tiny_config)
+    for tp, steps in ((2, 2), (4, 6), (8, 14)):
+        (op,) = [o for o in step_ops(spec, load_format("bf16"), 16, Step(1, 1, 10, tp=tp)) if o.kind == "allreduce"]
+        assert op.latency_steps == steps
+        assert op.comm_bytes == pytest.approx(2 * (tp - 1) / tp * spec.hidden_size * 2)  # one bf16 vector
+        hw = load_hardware("h100")  # NVLink 900 GB/s both ways: 450 GB/s each way
+        eff = Efficiency(0.5, 0.5, 0.0, 3.0, "test")
+        ceiling, estimate, *_ = time_op(op, hw, eff)
+        assert ceiling == pytest.approx(op.comm_bytes / 450e9)
+        assert estimate == pytest.approx(op.comm_bytes / 450e9 / 0.5 + steps * 3e-6)

@@ -180,3 +180,30 @@ def test_format_factor_is_learnt_within_engines(tmp_path):
     assert profiles["enga"].bw_factor_4bit == pytest.approx(0.7, abs=0.03)
     assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.9, abs=0.03)
     assert profiles["engb"].bandwidth_efficiency == pytest.approx(0.5, abs=0.03)
+
+
+def test_build_date_picks_llama_cpp_cuda_kernel_path(tmp_path):
+    """Before 2024-06 llama.cpp's CUDA backend dequantised q4_0 to fp16 for cuBLAS on tensor-core GPUs; since then
+    int8 MMQ. A row without a date is taken as a current build."""
+    prefill = {**GOOD, "metric": "prefill_tok_s", "prompt_tokens": "512", "gen_tokens": "0", "value": "10000"}
+    header = [*HEADER, "build_date"]
+    rows = [{**prefill, "build_date": "2024-05"}, {**prefill, "build_date": "2024-07"}, {**prefill, "build_date": ""},
+            {**prefill, "build_date": "May 2024"}]
+    got, skipped = read_measurements(write_csv(tmp_path / "m.csv", rows, header=header))
+    old, new, undated = (row_model(m).prefill for m in got)
+    assert not old.int8.any() and new.int8.any() and undated.int8.any()
+    assert len(skipped) == 1 and "build_date 'May 2024' is not YYYY-MM" in skipped[0].reason
+
+
+def test_hbm_factor_applies_on_hbm_devices_only():
+    from dataclasses import replace
+
+    from llm_roofline.engines import efficiency_for, shipped_profiles
+    from llm_roofline.formats import load_format
+    from llm_roofline.hardware import load_hardware
+
+    profiles = {k: replace(v, bw_factor_hbm=0.5) for k, v in shipped_profiles()[0].items()}
+    f16 = load_format("f16")
+    gddr = efficiency_for("llama.cpp-cuda", f16, load_hardware("4090"), profiles)
+    hbm = efficiency_for("llama.cpp-cuda", f16, load_hardware("a100"), profiles)
+    assert hbm.bandwidth == pytest.approx(gddr.bandwidth * 0.5)

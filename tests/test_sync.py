@@ -1,0 +1,41 @@
+"""scripts/sync_catalog.py: the build dates read from sources' text and the added devices' ids in the CSV copy."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sync_catalog.py"
+
+
+@pytest.fixture(scope="module")
+def sync():
+    spec = importlib.util.spec_from_file_location("sync_catalog", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("source,date", [
+    ("XiongjieDai/GPU-Benchmarks-on-LLM-Inference README.md @aa72e0e (snapshots May 2024)", "2024-05"),
+    ("mlc-ai/llm-perf-bench README.md @d401356 (Oct-Nov 2023)", "2023-11"),
+    ("pytorch-labs/gpt-fast README.md @32971d3 (2024-09-15)", "2024-09"),
+    ("https://github.com/ggml-org/llama.cpp/pull/6017 (comment by ggerganov, Mar 2024)", "2024-03"),
+    ('turboderp/exllamav2 README.md "Performance" table (@b9c025b, table from 2023)', "2023"),
+    ("https://github.com/ggml-org/llama.cpp/discussions/15013", ""),
+    ("repo README.md @2024abc", ""),  # a commit hash is not a year
+])
+def test_build_date_from_source_text(sync, source, date):
+    assert sync.build_date(source) == date
+
+
+def test_fill_rows_sets_only_empty_ids(sync):
+    text = ("source,hardware,hardware_id,value\n"
+            "a (May 2024),NVIDIA RTX 3060,,1\n"
+            "b,NVIDIA RTX 3060,nvidia-x,2\n"
+            "c,Unknown GPU,,3\n")
+    out, filled = sync.fill_rows(text, {"NVIDIA RTX 3060": "nvidia-rtx-3060-12gb"})
+    assert filled == 1
+    assert out.splitlines() == ["source,hardware,hardware_id,value,build_date",
+                                "a (May 2024),NVIDIA RTX 3060,nvidia-rtx-3060-12gb,1,2024-05",
+                                "b,NVIDIA RTX 3060,nvidia-x,2,", "c,Unknown GPU,,3,"]
