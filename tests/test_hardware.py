@@ -118,3 +118,9 @@ def test_added_devices_peaks_follow_sms_and_clock():
     assert gpu.peak_tflops["fp32"] == pytest.approx(28 * 1.777 * 256 / 1e3, rel=2e-3)
     assert gpu.peak_tflops["int8"] == pytest.approx(28 * 1.777 * 2048 / 1e3, rel=2e-3)
     assert load_hardware("nvidia-a30").peak_tflops["int8"] == pytest.approx(56 * 1.44 * 4096 / 1e3, rel=2e-3)
+
+
+def test_tensor_cores():
+    assert all(load_hardware(h).tensor_cores for h in ("v100", "t4", "3090", "4090", "a100", "rtx-6000-ada"))
+    assert not any(load_hardware(h).tensor_cores for h in ("nvidia-gtx-1080-ti", "nvidia-tesla-p100-pcie-16gb",
+                                                           "nvidia-gtx-1660", "m2-ultra", "7900-xtx"))

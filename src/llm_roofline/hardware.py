@@ -188,6 +188,14 @@ class Hardware:
         return bool(self.memory_type) and self.memory_type.upper().startswith("HBM")
 
     @property
+    def tensor_cores(self) -> bool:
+        """Matrix units: a 16-bit or int8 peak at least 6x the fp32 vector rate (NVIDIA from Volta on: 8x or more;
+        Pascal, GTX 16xx, Apple GPUs and RDNA parts stay at 1-4x)."""
+        fp32 = self.peak_tflops.get("fp32")
+        matrix = max(self.peak_tflops.get("fp16") or 0, self.peak_tflops.get("int8") or 0)
+        return bool(fp32) and matrix >= 6 * fp32
+
+    @property
     def quantized_matmul_tops(self) -> float | None:
         """The int8 rate that kernels quantising activations on the fly (llama.cpp's MMQ) are scaled by: the int8
         peak, capped at 2048 int8 ops per SM per clock where the record gives SMs and clock. Such kernels spend

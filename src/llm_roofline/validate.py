@@ -294,8 +294,8 @@ def row_model(m: Measurement) -> RowModel:
         prompts = 1 if m.metric == "ttft_ms" else m.batch
         prefill_fmt = fmt
         if m.engine == "llama.cpp-cuda" and fmt.compute == "int8" and m.build_date and \
-                m.build_date < LLAMA_CPP_CUDA_MMQ_DEFAULT and (hw.peak("fp16")[0] or 0) >= 4 * (hw.peak("fp32")[0] or 0):
-            prefill_fmt = replace(fmt, compute="fp16")  # a tensor-core GPU: dequantise + fp16 cuBLAS then
+                m.build_date < LLAMA_CPP_CUDA_MMQ_DEFAULT and hw.tensor_cores:
+            prefill_fmt = replace(fmt, compute="fp16")  # dequantise + fp16 cuBLAS then
         prefill = _step_times(spec, prefill_fmt, bits, Step(prompts, m.prompt_tokens, m.kv_depth, tp), hw)
         if m.parallel == "layer":  # devices holding successive layers could pipeline a prompt's micro-batches
             prefill = replace(prefill, pipeline=m.devices)
