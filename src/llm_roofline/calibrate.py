@@ -31,12 +31,12 @@ from .files import write_json
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (1.0, 1000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+          "allreduce_us": (5.0, 1000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
           "allreduce_pcie_us": (2.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
           "bw_factor_hbm": (0.3, 1.25)}
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
           "bw_factor_hbm")
-DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 2.0,
+DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 5.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 5.0,
            "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
