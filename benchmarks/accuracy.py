@@ -89,40 +89,52 @@ def main() -> None:
         "## Method",
         "",
         "- Each row is predicted from its own columns: per-device bandwidth, fp16 rate and memory, `hardware_id` for "
-        "the device's other peaks and class; devices and parallel mode; model, formats, batch, lengths; engine. "
-        "Empty cells take stated defaults, listed per row in `validate --json` (`defaults_used`): empty `kv_cache` "
-        "is f16; empty `gen_tokens` is steady decode at `kv_depth`; no fp16 rate and no catalog record gives a "
-        "ridge point of 160 FLOP/B (int8 four times that on NVIDIA cards); \"A100 80GB\" / \"H100 80GB\" without "
-        "form factor take the SXM figures; notes that say \"no NVLink\" put all-reduces on PCIe.",
-        "- `tensor` rows split every matrix over the devices with two all-reduces per layer; `layer` rows use one "
-        "device's bandwidth for decode (the devices take turns).",
-        "- Engine profiles: nine numbers with a physical meaning per engine (bandwidth and compute efficiency, "
-        "int8-kernel efficiency, per-step and per-prefill overhead, all-reduce latency over NVLink and over PCIe, "
-        "dequantisation factors for 8-bit and <=6-bit formats), fitted by coordinate descent on the mean absolute "
-        "log error, in a hierarchy engine -> family -> default (the default weighs every engine family the same). "
-        "The two dequantisation factors are shared by all engines and learnt from the contrast between formats "
-        "within each engine (each engine's bandwidth efficiency free to follow the factor), then the hierarchy is "
-        "refitted with them. Pooled across engines instead, they came out at 1.17 for 4-bit (4-bit kernels faster "
-        "than 16-bit ones, which is unphysical): engines measured mostly on 4-bit weights are also the efficient "
-        "ones. All-reduce latencies are bounded below by 5 us (NVLink) and 10 us (PCIe), the order of NCCL's "
-        "small-message latency. No per-row or per-model constant. `llm-roofline calibrate --data CSV --out "
-        "PROFILE.json` reproduces them.",
+        "the device's other peaks, memory type, SM count and clock; devices and parallel mode; model, formats, "
+        "batch, lengths; engine; `build_date` where the source states one. Empty cells take stated defaults, listed "
+        "per row in `validate --json` (`defaults_used`): empty `kv_cache` is f16; empty `gen_tokens` is steady "
+        "decode at `kv_depth`; no fp16 rate and no catalog record gives a ridge point of 160 FLOP/B (int8 four "
+        "times that on NVIDIA cards); \"A100 80GB\" / \"H100 80GB\" / \"Tesla V100\" without form factor take "
+        "the SXM figures; notes that say \"no NVLink\" put all-reduces on PCIe.",
+        "- The project's copy of the data gives 187 rows a `hardware_id`: 35 NVIDIA devices the shared catalog "
+        "lacked (GTX 1070 to RTX 5080, Quadro/RTX A-series, A30, A40, L40, TITAN V/Xp, P40, P100) are added "
+        "with sourced figures in `data/hardware-added.yaml` (docs/catalog.md). It also carries a `build_date` "
+        "column, read from the date each source's text states (\"snapshots May 2024\" -> 2024-05).",
+        "- Kernel paths: integer-quantised weights multiply on whichever units are faster (V100 and TITAN V: fp16 "
+        "tensor cores, not dp4a). llama.cpp CUDA builds before 2024-06 dequantised to fp16 for cuBLAS on "
+        "tensor-core GPUs (int8 MMQ became the default in ggml-org/llama.cpp#8075), so those rows' prefill is on "
+        "the fp16 path. Kernels that quantise activations (MMQ) are scaled by 2048 int8 ops per SM per clock, "
+        "not by the data-centre parts' wider tensor cores (A100 4096, H100 about 7500): their time goes to "
+        "per-SM work besides the multiply.",
+        "- `tensor` rows split every matrix over the devices; each all-reduce is a ring, 2(N-1) steps each "
+        "paying the link's latency; `layer` rows use one device's bandwidth for decode (the devices take turns).",
+        "- Engine profiles: ten numbers with a physical meaning per engine (bandwidth and compute efficiency, "
+        "int8-kernel efficiency, per-step and per-prefill overhead, all-reduce step latency over NVLink and over "
+        "PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices), fitted "
+        "by coordinate descent on the mean absolute log error, in a hierarchy engine -> family -> default (the "
+        "default weighs every engine family the same). The two dequantisation factors are shared by all engines "
+        "and learnt from the contrast between formats within each engine (each engine's bandwidth efficiency "
+        "free to follow the factor), then the hierarchy is refitted with them. The HBM factor is fitted only by a "
+        "level with decode rows on both HBM and other memory: llama.cpp reaches 30-50% of an A100's or H100's "
+        "bandwidth and 60-85% of GDDR cards'. All-reduce step latencies are bounded below by 5 us over NVLink "
+        "and 2 us over PCIe, and start from 5 us where no row informs them. No per-row or per-model constant. "
+        "`llm-roofline calibrate --data CSV --out PROFILE.json` reproduces them.",
         "- Ranges: the 10th-90th percentile of measured/estimate in the leave-one-source-out residuals, per engine "
         "family and decode/prefill (`predict` prints them as `range (p10-p90)`).",
         "",
         "## Known weak spots",
         "",
-        "- Sources disagree within an engine: the llama.cpp CUDA scoreboard (2025 builds, Llama-2-7B Q4_0) and the "
-        "May-2024 llama-bench runs (Llama-3 Q4_K_M/F16) imply different per-step overheads; held out from each "
-        "other, each is predicted about 15-20% off. Build dates are not a column, so nothing principled can tell "
-        "them apart.",
+        "- Decode misses the 12% target. The largest held-out errors: the llama.cpp CUDA scoreboard (15013, 2025 "
+        "builds, Q4_0) is predicted about 15% slow from the May-2024 runs (Q4_K_M and F16), whose per-step "
+        "overhead is larger; Metal decode held out is about 20% fast; the Oct-2023 multi-GPU rows over PCIe "
+        "(llama.cpp's row split, vLLM) are 2x slower than any other source's all-reduce latency implies, and "
+        "their speed falls as GPUs are added.",
         "- Engines measured by one source only (gpt-fast, TensorRT-LLM with NIM as its only sibling, vLLM, "
         "ExLlamaV2 mostly) are estimated leave-one-source-out from the family-balanced default profile.",
-        "- Prefill depends on the kernels' fraction of the int8 or fp16 peak, which varies widely across GPU "
-        "generations in the scoreboards (Pascal cards have no tensor cores; devices without a catalog record get "
-        "a default ridge point). llama.cpp's Vulkan backend on Apple (MoltenVK) is far slower than Metal.",
-        "- The Oct-2023 multi-GPU rows (llama.cpp row split, vLLM over PCIe) are 2-6x slower than the "
-        "tensor-parallel model with NVLink-class latencies predicts; they dominate the p90.",
+        "- Prefill on Apple GPUs: Metal rows come from one source; held out, Metal is predicted from the other "
+        "llama.cpp backends (Vulkan's MoltenVK rows on Apple are 5x slower than Metal) and is about 60% slow. "
+        "Vulkan rows on AMD and Intel GPUs without a catalog record use the default ridge point.",
+        "- Time to first token at client concurrency above one (NIM) includes queueing behind other requests, "
+        "which is not modelled: the estimate is the request's own prefill.",
         "",
         f"Profiles fitted {meta.get('fitted')} on {meta.get('rows_used')} rows; `catalog/engine_profiles.json` "
         "holds them with the data file's sha256.",

@@ -1,17 +1,21 @@
 """Engine efficiency profiles fitted to public measurements, and their honest (leave-one-source-out) error.
 
-A profile has nine numbers with a physical meaning, used by the estimate in place of the device-class defaults:
+A profile has ten numbers with a physical meaning, used by the estimate in place of the device-class defaults:
   bandwidth_efficiency   fraction of peak memory bandwidth the engine's decode kernels reach
   compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
   step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
   prefill_overhead_us    fixed time per prefill pass (request admission, tokenisation, the first graph build)
-  allreduce_us           latency of one tensor-parallel all-reduce over a scale-up link (NVLink, Infinity
-                         Fabric), on top of its bytes over the link; allreduce_pcie_us the same over PCIe
+  allreduce_us           latency of one step of a tensor-parallel ring all-reduce over a scale-up link (NVLink,
+                         Infinity Fabric; 2(N-1) steps over N devices), on top of its bytes over the link;
+                         allreduce_pcie_us the same over PCIe
   bw_factor_8bit, bw_factor_4bit  multipliers of the bandwidth efficiency for 8-bit and <= 6-bit weight formats,
                          whose decode kernels spend time dequantising (shared by all engines, learnt from the
                          contrast between formats within each engine, alternating with the hierarchy below)
-  int8_compute_efficiency  fraction of the int8 peak reached by kernels that quantise activations to int8
-                         (llama.cpp's MMQ path for ggml formats), which sit much further below their peak
+  bw_factor_hbm          multiplier of the bandwidth efficiency on HBM devices, fitted where a level has decode
+                         rows on both HBM and other memory (HBM's bandwidth-delay product is several times
+                         GDDR's, so a kernel with too few bytes in flight reaches less of it)
+  int8_compute_efficiency  fraction of Hardware.quantized_matmul_tops reached by kernels that quantise activations
+                         to int8 (llama.cpp's MMQ path for ggml formats)
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
 the parameters its rows inform (decode rows: bandwidth and overhead; prefill rows: compute; tensor-parallel rows:
 all-reduce latency) and inherits the rest. The objective is the mean absolute log error of the estimate over the
