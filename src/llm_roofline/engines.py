@@ -104,7 +104,8 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
         compute=p.compute_efficiency,
         step_overhead_us=p.step_overhead_us,
         allreduce_latency_us=p.allreduce_us if hw.link_gbps_bidir else p.allreduce_pcie_us,
-        source=f"engine profile {key!r} (fitted on {p.rows} public measurements; catalog/engine_profiles.json)",
+        source=f"engine profile {key!r} (fitted on {p.rows} public measurements; catalog/engine_profiles.json)"
+               + (f"; bandwidth x{p.bw_factor_hbm:.2f} on HBM" if hw.hbm and p.bw_factor_hbm != 1 else ""),
         int8_compute=p.int8_compute_efficiency,
         prefill_overhead_us=p.prefill_overhead_us,
     )
