@@ -11,9 +11,10 @@ A profile has ten numbers with a physical meaning, used by the estimate in place
   bw_factor_8bit, bw_factor_4bit  multipliers of the bandwidth efficiency for 8-bit and <= 6-bit weight formats,
                          whose decode kernels spend time dequantising (shared by all engines, learnt from the
                          contrast between formats within each engine, alternating with the hierarchy below)
-  bw_factor_hbm          multiplier of the bandwidth efficiency on HBM devices, fitted where a level has decode
-                         rows on both HBM and other memory (HBM's bandwidth-delay product is several times
-                         GDDR's, so a kernel with too few bytes in flight reaches less of it)
+  bw_factor_hbm          multiplier of the bandwidth efficiency on HBM devices, fitted where an engine or family
+                         level has decode rows on both HBM and other memory (HBM's bandwidth-delay product is
+                         several times GDDR's, so a kernel with too few bytes in flight reaches less of it); a
+                         property of an engine's kernels, so the default profile keeps 1
   int8_compute_efficiency  fraction of Hardware.quantized_matmul_tops reached by kernels that quantise activations
                          to int8 (llama.cpp's MMQ path for ggml formats)
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
@@ -141,7 +142,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     if np.isin(rows.metric, decode_ids).any():
         active += ["bandwidth_efficiency", "step_overhead_us"]
         decode_rows = np.isin(rows.metric, decode_ids)
-        if (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
+        if not balance and (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
             active += ["bw_factor_hbm"]  # only a level measured on both kinds of memory can tell them apart
     if np.isin(rows.metric, prefill_ids).any():
         active += ["prefill_overhead_us"]
