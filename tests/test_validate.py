@@ -207,3 +207,28 @@ def test_hbm_factor_applies_on_hbm_devices_only():
     gddr = efficiency_for("llama.cpp-cuda", f16, load_hardware("4090"), profiles)
     hbm = efficiency_for("llama.cpp-cuda", f16, load_hardware("a100"), profiles)
     assert hbm.bandwidth == pytest.approx(gddr.bandwidth * 0.5)
+
+
+def test_hbm_factor_is_recovered_per_engine_and_not_given_to_the_default(tmp_path):
+    """Engine A's decode reaches 80% of GDDR bandwidth and 0.6 x that on HBM; engine B 70% on both. The fit gives
+    A its factor, B none, and the default profile (an engine not measured) keeps 1."""
+    from llm_roofline.calibrate import RowSet, fit_profiles
+
+    devices = [("nvidia-rtx-4090", "1008"), ("nvidia-rtx-3090", "936.2"), ("nvidia-l40s", "864"),
+               ("nvidia-a100-sxm4-80gb", "2039"), ("nvidia-h100-sxm5-80gb", "3350"), ("nvidia-a30", "933")]
+    plan = [(engine, model, hid, bw) for engine in ("enga", "engb") for model in ("llama-2-7b", "llama-2-13b")
+            for hid, bw in devices]
+    rows = [{**GOOD, "source": f"{e} README", "engine": e, "weights": "f16", "model": m, "hardware_id": hid,
+             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1"} for e, m, hid, bw in plan]
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    rowset = RowSet([row_model(m) for m in got])
+    for row, ceiling, hbm in zip(rows, rowset.ceilings(), rowset.hbm):
+        eff = 0.8 * (0.6 if hbm else 1.0) if row["engine"] == "enga" else 0.7
+        row["value"] = f"{ceiling * eff:.6g}"
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    profiles = fit_profiles(RowSet([row_model(m) for m in got]))
+    assert profiles["enga"].bw_factor_hbm == pytest.approx(0.6, abs=0.04)
+    # on bounded grids (efficiency in steps of 0.02, factor 0.024) the two trade a little
+    assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.8, abs=0.05)
+    assert profiles["engb"].bw_factor_hbm == pytest.approx(1.0, abs=0.04)
+    assert profiles["default"].bw_factor_hbm == 1.0
