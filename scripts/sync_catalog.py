@@ -169,7 +169,8 @@ def added_hardware() -> tuple[list[dict], dict[str, str], dict[str, dict]]:
         if "same_as" in rec:
             continue
         records.append({
-            "id": rec["id"], "name": rec["name"], "vendor": "NVIDIA", "category": rec["category"], "aliases": [],
+            "id": rec["id"], "name": rec["name"], "vendor": "NVIDIA", "category": rec["category"],
+            "aliases": short_names(rec["id"]),
             "memory_gb": rec["memory_gb"], "memory_type": rec["memory_type"], "bandwidth_gbps": rec["bandwidth_gbps"],
             "sm_count": rec["sm_count"], "boost_clock_mhz": rec["boost_clock_mhz"],
             "peak_tflops": {k: rec["peak_tflops"].get(k) for k in PEAK_FIELDS},
@@ -195,6 +196,14 @@ def build_date(source: str) -> str:
         return "%d-%02d" % max(found)
     year = re.search(r"\b(20\d\d)\b", re.sub(r"@\w+", "", source))
     return year.group(1) if year else ""
+
+
+def short_names(hid: str) -> list[str]:
+    """What people type for an added device: nvidia-rtx-3060-12gb -> rtx-3060, 3060; nvidia-a40 -> a40."""
+    short = re.sub(r"-(pcie-)?\d+gb$", "", hid.removeprefix("nvidia-"))
+    names = [short] if short != hid.removeprefix("nvidia-") else []
+    bare = re.sub(r"^(rtx|gtx)-(?=\d)", "", short)
+    return names + ([bare] if bare != short else [])
 
 
 def fill_rows(text: str, ids: dict[str, str]) -> tuple[str, int]:
@@ -247,6 +256,10 @@ def main() -> None:
     if clash:
         raise SystemExit(f"added devices already in hardware.yaml: {sorted(clash)}")
     hardware += added
+    names = [n for r in hardware for n in [r["id"], *r["aliases"]]]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise SystemExit(f"names used by two devices: {clashes}")
     (CATALOG / "hardware.json").write_text(json.dumps(hardware, indent=1) + "\n")
 
     models_dir = CATALOG / "models"

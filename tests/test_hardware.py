@@ -22,7 +22,9 @@ def test_every_shared_device_is_shipped_with_its_id():
                                        ("4090", "nvidia-rtx-4090"), ("rtx-4090", "nvidia-rtx-4090"),
                                        ("m2-ultra", "apple-m2-ultra"), ("mi300x", "amd-mi300x"),
                                        ("a100-80gb", "nvidia-a100-sxm4-80gb"), ("RTX 4090", "nvidia-rtx-4090"),
-                                       ("nvidia-h200-sxm-141gb", "nvidia-h200-sxm-141gb")])
+                                       ("nvidia-h200-sxm-141gb", "nvidia-h200-sxm-141gb"),
+                                       ("3060", "nvidia-rtx-3060-12gb"), ("rtx-3080", "nvidia-rtx-3080-10gb"),
+                                       ("a40", "nvidia-a40"), ("2080-ti", "nvidia-rtx-2080-ti")])
 def test_aliases(alias, hid):
     assert load_hardware(alias).id == hid
 

@@ -39,3 +39,9 @@ def test_fill_rows_sets_only_empty_ids(sync):
     assert out.splitlines() == ["source,hardware,hardware_id,value,build_date",
                                 "a (May 2024),NVIDIA RTX 3060,nvidia-rtx-3060-12gb,1,2024-05",
                                 "b,NVIDIA RTX 3060,nvidia-x,2,", "c,Unknown GPU,,3,"]
+
+
+@pytest.mark.parametrize("hid,names", [("nvidia-rtx-3060-12gb", ["rtx-3060", "3060"]), ("nvidia-rtx-5070", ["5070"]),
+                                       ("nvidia-a40", []), ("nvidia-tesla-p100-pcie-16gb", ["tesla-p100"])])
+def test_short_names_of_added_devices(sync, hid, names):
+    assert sync.short_names(hid) == names
