@@ -107,9 +107,12 @@ def main() -> None:
         "per-SM work besides the multiply.",
         "- `tensor` rows split every matrix over the devices; each all-reduce is a ring, 2(N-1) steps each "
         "paying the link's latency; `layer` rows use one device's bandwidth for decode (the devices take turns).",
-        "- Engine profiles: ten numbers with a physical meaning per engine (bandwidth and compute efficiency, "
+        "- Engine profiles: eleven numbers with a physical meaning per engine (bandwidth and compute efficiency, "
         "int8-kernel efficiency, per-step and per-prefill overhead, all-reduce step latency over NVLink and over "
-        "PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices), fitted "
+        "PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices, and the "
+        "SM cycles a decode kernel spends unpacking each block-quantised weight, whose time is weights / (SMs x "
+        "clock) on top of bytes / bandwidth: dequantisation is arithmetic, so it weighs most on devices with "
+        "few compute units per byte of bandwidth, such as Apple GPUs and Pascal cards), fitted "
         "by coordinate descent on the mean absolute log error, in a hierarchy engine -> family -> default (the "
         "default weighs every engine family the same). The two dequantisation factors are shared by all engines "
         "and learnt from the contrast between formats within each engine (each engine's bandwidth efficiency "

@@ -126,3 +126,11 @@ def test_tensor_cores():
     assert all(load_hardware(h).tensor_cores for h in ("v100", "t4", "3090", "4090", "a100", "rtx-6000-ada"))
     assert not any(load_hardware(h).tensor_cores for h in ("nvidia-gtx-1080-ti", "nvidia-tesla-p100-pcie-16gb",
                                                            "nvidia-gtx-1660", "m2-ultra", "7900-xtx"))
+
+
+def test_sm_cycles_per_second():
+    # RTX 4090: 128 SMs x 2.52 GHz; M2 Ultra has no SM count in its record: fp32 27.2 TFLOPS / 256 FLOP per
+    # core-clock = 106e9, i.e. its 76 GPU cores x 1.4 GHz
+    assert load_hardware("4090").sm_cycles_per_s == pytest.approx(128 * 2.52e9)
+    assert load_hardware("m2-ultra").sm_cycles_per_s == pytest.approx(27.2e12 / 256)
+    assert load_hardware("m2-ultra").sm_cycles_per_s == pytest.approx(76 * 1.4e9, rel=0.01)

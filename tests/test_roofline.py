@@ -189,3 +189,25 @@ def test_measured_profile_times_each_matrix_at_its_own_rate():
     ceiling, estimate, _, t_memory, _ = time_op(op, hw, eff)
     assert ceiling == pytest.approx(2 * 2**20 / 40e9)
     assert estimate == pytest.approx(2**20 / 10e9 + 2**20 / 5e9)
+
+
+def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
+    """A decode matmul over block-quantised weights takes, on top of its memory time, unpack cycles per weight x
+    weights / (SMs x clock); 16-bit weights and prefill-sized batches do not."""
+    from llm_roofline.architecture import load_model
+    from llm_roofline.formats import load_format
+    from llm_roofline.ops import Step, step_ops
+    from llm_roofline.roofline import Efficiency, time_op
+
+    hw = load_hardware("4090")
+    spec = load_model("llama-2-7b")
+    plain = Efficiency(0.8, 0.5, 0.0, 0.0, "test")
+    unpack = replace(plain, unpack_cycles_per_weight=0.05)
+    (q4,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 1, 0)) if o.name == "mlp"]
+    assert q4.quantized_weights == 3 * 4096 * 11008  # gate, up, down of one layer
+    extra = 0.05 * 3 * 4096 * 11008 / (128 * 2.52e9)
+    assert time_op(q4, hw, unpack)[1] == pytest.approx(time_op(q4, hw, plain)[1] + extra)
+    (f16,) = [o for o in step_ops(spec, load_format("f16"), 16, Step(1, 1, 0)) if o.name == "mlp"]
+    assert f16.quantized_weights == 0 and time_op(f16, hw, unpack)[1] == time_op(f16, hw, plain)[1]
+    (pre,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 512, 0)) if o.name == "mlp"]
+    assert time_op(pre, hw, unpack)[1] == time_op(pre, hw, plain)[1]

@@ -1,6 +1,6 @@
 """Engine efficiency profiles fitted to public measurements, and their honest (leave-one-source-out) error.
 
-A profile has ten numbers with a physical meaning, used by the estimate in place of the device-class defaults:
+A profile has eleven numbers with a physical meaning, used by the estimate in place of the device-class defaults:
   bandwidth_efficiency   fraction of peak memory bandwidth the engine's decode kernels reach
   compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
   step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
@@ -15,6 +15,10 @@ A profile has ten numbers with a physical meaning, used by the estimate in place
                          level has decode rows on both HBM and other memory (HBM's bandwidth-delay product is
                          several times GDDR's, so a kernel with too few bytes in flight reaches less of it); a
                          property of an engine's kernels, so the default profile keeps 1
+  unpack_cycles_per_weight  SM (compute-unit) cycles a decode kernel spends unpacking and scaling each
+                         block-quantised weight, added to its memory time: weights / Hardware.sm_cycles_per_s.
+                         Dequantisation is arithmetic, so its cost follows the compute units, not the bandwidth
+                         (an A100 has 1.5x a 4090's SM cycles per byte, an M2 Ultra a third of them)
   int8_compute_efficiency  fraction of Hardware.quantized_matmul_tops reached by kernels that quantise activations
                          to int8 (llama.cpp's MMQ path for ggml formats)
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
@@ -38,12 +42,13 @@ from .validate import METRICS, TIME_METRICS, RowModel
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
           "allreduce_us": (5.0, 1000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
           "allreduce_pcie_us": (2.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
-          "bw_factor_hbm": (0.3, 1.25)}
+          "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2)}
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
           "bw_factor_hbm")
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 5.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 5.0,
-           "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0}
+           "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0,
+           "unpack_cycles_per_weight": 0.0}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
 DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
 
@@ -58,7 +63,7 @@ class RowSet:
         self.models = models
         self.n = n = len(models)
         d_tc, d_tm, d_w, d_seg, d_i8, p_tc, p_tm, p_seg, p_i8 = [], [], [], [], [], [], [], [], []
-        d_k, p_k = [], []
+        d_k, p_k, d_u = [], [], []
         self.hbm = np.zeros(n, dtype=bool)
         self.pipeline = np.ones(n)
         self.d_link, self.d_ar = np.zeros(n), np.zeros(n)
@@ -72,6 +77,7 @@ class RowSet:
                 d_seg.append(np.full(len(s.t_compute), r))
                 d_i8.append(s.int8)
                 d_k.append(s.kernel_scale)
+                d_u.append(s.t_unpack)
                 self.hbm[r] = s.hbm
                 self.d_link[r] += s.t_link / k
                 self.d_ar[r] += s.allreduces / k
@@ -88,7 +94,7 @@ class RowSet:
         self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
         self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
         self.d_i8, self.p_i8 = cat(d_i8).astype(bool), cat(p_i8).astype(bool)
-        self.d_k, self.p_k = cat(d_k), cat(p_k)
+        self.d_k, self.p_k, self.d_u = cat(d_k), cat(p_k), cat(d_u)
         ms = [rm.m for rm in models]
         self.metric = np.array([METRICS.index(m.metric) for m in ms])
         self.batch = np.array([m.batch for m in ms], dtype=float)
@@ -102,13 +108,13 @@ class RowSet:
 
     def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
         """params: (n, len(PARAMS)) per row -> the metric each row reports."""
-        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh = (params[:, i] for i in range(len(PARAMS)))
+        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh, cpw = (params[:, i] for i in range(len(PARAMS)))
         bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4]) * np.where(self.hbm, fh, 1.0)
         d_k, p_k = (1.0, 1.0) if ceiling else (self.d_k, self.p_k)
         ar = np.where(self.pcie, ar_pcie, ar)
         ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
         d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
-        d_op = np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) * self.d_w
+        d_op = (np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) + cpw[self.d_seg] * self.d_u) * self.d_w
         step = np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + ov
         p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
         p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg])
@@ -144,6 +150,8 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         decode_rows = np.isin(rows.metric, decode_ids)
         if not balance and (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
             active += ["bw_factor_hbm"]  # only a level measured on both kinds of memory can tell them apart
+        if (rows.d_u > 0).any():
+            active += ["unpack_cycles_per_weight"]
     if np.isin(rows.metric, prefill_ids).any():
         active += ["prefill_overhead_us"]
         if rows.p_i8.any():
@@ -172,7 +180,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         improved = False
         for name in active:
             lo, hi = BOUNDS[name]
-            grid = np.linspace(lo, hi, 41) if name in LINEAR else \
+            grid = np.linspace(lo, hi, 41) if name in LINEAR or name == "unpack_cycles_per_weight" else \
                 np.concatenate([[0.0] if lo == 0 else [], np.geomspace(max(lo, 1.0), hi, 60)])
             for value in grid:
                 trial = {**theta, name: float(value)}

@@ -19,7 +19,8 @@ from .hardware import Hardware
 
 PROFILES_JSON = catalog.CATALOG_DIR / "engine_profiles.json"
 PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
-          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm")
+          "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm",
+          "unpack_cycles_per_weight")
 # NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
 FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 
@@ -38,6 +39,9 @@ class Profile:
     # bandwidth-efficiency multiplier on HBM devices: HBM's bandwidth-delay product is several times GDDR's, so a
     # decode kernel that keeps too few bytes in flight reaches a smaller fraction of it (1: no difference)
     bw_factor_hbm: float = 1.0
+    # SM cycles a decode kernel spends per block-quantised weight unpacking and scaling it, on top of reading it:
+    # time grows with weights / (SMs x clock) as well as bytes / bandwidth (profiles written before it: 0)
+    unpack_cycles_per_weight: float = 0.0
     rows: int = 0  # measurements it was fitted on (0: inherited)
 
     def params(self) -> tuple[float, ...]:
@@ -108,6 +112,7 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
                + (f"; bandwidth x{p.bw_factor_hbm:.2f} on HBM" if hw.hbm and p.bw_factor_hbm != 1 else ""),
         int8_compute=p.int8_compute_efficiency,
         prefill_overhead_us=p.prefill_overhead_us,
+        unpack_cycles_per_weight=p.unpack_cycles_per_weight,
     )
 
 

@@ -188,6 +188,16 @@ class Hardware:
         return bool(self.memory_type) and self.memory_type.upper().startswith("HBM")
 
     @property
+    def sm_cycles_per_s(self) -> float | None:
+        """Streaming-multiprocessor (compute-unit) cycles per second: SMs x boost clock where the record gives them,
+        else the fp32 vector rate / 256, which is the same product on NVIDIA parts from Ampere on, Apple GPUs
+        (128 fp32 lanes per core) and RDNA3 (64 lanes per CU, dual-issue)."""
+        if self.sm_count and self.boost_clock_mhz:
+            return self.sm_count * self.boost_clock_mhz * 1e6
+        fp32 = self.peak_tflops.get("fp32")
+        return fp32 * 1e12 / 256 if fp32 else None
+
+    @property
     def tensor_cores(self) -> bool:
         """Matrix units: a 16-bit or int8 peak at least 6x the fp32 vector rate (NVIDIA from Volta on: 8x or more;
         Pascal, GTX 16xx, Apple GPUs and RDNA parts stay at 1-4x)."""

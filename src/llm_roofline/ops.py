@@ -41,6 +41,8 @@ class Op:
     # all-reduces: message latencies in series; a ring all-reduce over N devices takes 2(N-1) steps, each paying
     # the link's latency (reduce-scatter, then all-gather)
     latency_steps: int = 0
+    # matmuls: weights stored in blocks (fewer than 16 bits) that the kernel unpacks and scales before multiplying
+    quantized_weights: float = 0.0
 
     @property
     def bytes(self) -> float:
@@ -122,7 +124,8 @@ def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act
     weight = params * bits / 8 / step.tp
     return Op(name, "matmul", 2 * tokens * params / step.tp, weight, 0.0,
               tokens * (width_in + width_out / step.tp) * act, compute, tokens=tokens,
-              matrices=matrix_layout(name, shapes, bits, step.tp))
+              matrices=matrix_layout(name, shapes, bits, step.tp),
+              quantized_weights=params / step.tp if bits < 16 else 0.0)
 
 
 def _attention(spec: ModelSpec, layer: LayerSpec, step: Step, kv_bits: float, act: int) -> Op:
@@ -173,7 +176,8 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
                           touched * g.per_expert * bits / 8 / step.tp, 0.0,
                           step.tokens * moe.top_k * 2 * h * act, compute,
                           tokens=step.tokens * moe.top_k / touched,
-                          matrices=matrix_layout(g.op, g.shapes, bits, step.tp)))
+                          matrices=matrix_layout(g.op, g.shapes, bits, step.tp),
+                          quantized_weights=touched * g.per_expert / step.tp if bits < 16 else 0.0))
         else:
             ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h, g.shapes))
         if g.op == "attn_qkv":

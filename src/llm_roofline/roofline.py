@@ -20,6 +20,9 @@ from .memory import MemoryResult, memory_budget, weight_bytes
 from .ops import Op, Step, step_ops
 
 DECODE_SAMPLES = 16
+# Decode kernels (a few vectors per weight) unpack every weight once per step; prefill kernels amortise it over
+# their tile of tokens, where the compute roof dominates (calibrate models it in decode only).
+UNPACK_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Efficiency:
     source: str
     int8_compute: float | None = None  # fraction of the int8 peak for quantised-activation kernels (else compute)
     prefill_overhead_us: float | None = None  # per prefill pass (else step_overhead_us)
+    unpack_cycles_per_weight: float = 0.0  # SM cycles a decode kernel spends unpacking each block-quantised weight
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -225,6 +229,8 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     if dtype == "int8" and eff.int8_compute:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
         compute_eff, t_kernel = eff.int8_compute, op.flops / (hw.quantized_matmul_tops * 1e12)
     estimate = max(t_kernel / compute_eff, t_memory / eff.bandwidth)
+    if op.quantized_weights and eff.unpack_cycles_per_weight and hw.sm_cycles_per_s and op.tokens <= UNPACK_TOKENS:
+        estimate += eff.unpack_cycles_per_weight * op.quantized_weights / hw.sm_cycles_per_s
     t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens and op.matrices else None
     if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
         estimate = max(estimate, t_stream)

@@ -245,6 +245,7 @@ class StepTimes:
     t_memory: np.ndarray
     int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
     kernel_scale: np.ndarray  # estimate's compute time / ceiling's (Hardware.quantized_matmul_tops; else 1)
+    t_unpack: np.ndarray  # block-quantised weights / SM cycles per second (x unpack_cycles_per_weight: seconds)
     t_link: float
     allreduces: int  # message latencies in series: all-reduces x 2(N-1) ring steps
     pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
@@ -265,7 +266,7 @@ class RowModel:
 
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
     unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
-    tc, tm, int8, link, ars = [], [], [], 0.0, 0
+    tc, tm, int8, unpack, link, ars = [], [], [], [], 0.0, 0
     int8_scale = hw.peak("int8")[0] / hw.quantized_matmul_tops if hw.quantized_matmul_tops else 1.0
     for op in step_ops(spec, fmt, bits, step):
         ceiling, _, t_c, t_m, dtype = time_op(op, hw, unit)
@@ -276,8 +277,9 @@ def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
             tc.append(op.count * t_c)
             tm.append(op.count * t_m)
             int8.append(dtype == "int8")
+            unpack.append(op.count * op.quantized_weights / hw.sm_cycles_per_s if hw.sm_cycles_per_s else 0.0)
     int8 = np.array(int8, dtype=bool)
-    return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), link, ars,
+    return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), np.array(unpack), link, ars,
                      pcie=not hw.link_gbps_bidir, hbm=hw.hbm)
 
 
