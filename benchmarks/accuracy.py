@@ -110,9 +110,10 @@ def main() -> None:
         "- Engine profiles: eleven numbers with a physical meaning per engine (bandwidth and compute efficiency, "
         "int8-kernel efficiency, per-step and per-prefill overhead, all-reduce step latency over NVLink and over "
         "PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices, and the "
-        "SM cycles a decode kernel spends unpacking each block-quantised weight, whose time is weights / (SMs x "
-        "clock) on top of bytes / bandwidth: dequantisation is arithmetic, so it weighs most on devices with "
-        "few compute units per byte of bandwidth, such as Apple GPUs and Pascal cards), fitted "
+        "SM cycles a decode kernel spends unpacking each block-quantised integer weight, whose time is weights / "
+        "(SMs x clock) on top of bytes / bandwidth: dequantisation is arithmetic, so it weighs most on devices "
+        "with few compute units per byte of bandwidth, such as Apple GPUs and Pascal cards; fp8 and fp4 go to "
+        "the tensor cores as they are), fitted "
         "by coordinate descent on the mean absolute log error, in a hierarchy engine -> family -> default (the "
         "default weighs every engine family the same). The two dequantisation factors are shared by all engines "
         "and learnt from the contrast between formats within each engine (each engine's bandwidth efficiency "
@@ -139,7 +140,9 @@ def main() -> None:
         "llama.cpp backends (Vulkan's MoltenVK rows on Apple are 5x slower than Metal) and is about 60% slow. "
         "Vulkan rows on AMD and Intel GPUs without a catalog record use the default ridge point.",
         "- Time to first token at client concurrency above one (NIM) includes queueing behind other requests, "
-        "which is not modelled: the estimate is the request's own prefill.",
+        "which is not modelled: the estimate is the request's own prefill. Those rows are validated but not "
+        "fitted (fitted, they pulled TensorRT's compute efficiency down, and the held-out TensorRT-LLM TTFT "
+        "rows with it).",
         "",
         f"Profiles fitted {meta.get('fitted')} on {meta.get('rows_used')} rows; `catalog/engine_profiles.json` "
         "holds them with the data file's sha256.",

@@ -209,5 +209,7 @@ def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
     assert time_op(q4, hw, unpack)[1] == pytest.approx(time_op(q4, hw, plain)[1] + extra)
     (f16,) = [o for o in step_ops(spec, load_format("f16"), 16, Step(1, 1, 0)) if o.name == "mlp"]
     assert f16.quantized_weights == 0 and time_op(f16, hw, unpack)[1] == time_op(f16, hw, plain)[1]
+    (fp8,) = [o for o in step_ops(spec, load_format("fp8"), 16, Step(1, 1, 0)) if o.name == "mlp"]
+    assert fp8.quantized_weights == 0  # fp8 goes to the tensor cores as it is
     (pre,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 512, 0)) if o.name == "mlp"]
     assert time_op(pre, hw, unpack)[1] == time_op(pre, hw, plain)[1]

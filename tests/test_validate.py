@@ -232,3 +232,23 @@ def test_hbm_factor_is_recovered_per_engine_and_not_given_to_the_default(tmp_pat
     assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.8, abs=0.05)
     assert profiles["engb"].bw_factor_hbm == pytest.approx(1.0, abs=0.04)
     assert profiles["default"].bw_factor_hbm == 1.0
+
+
+def test_queued_ttft_rows_are_validated_but_not_fitted(tmp_path):
+    """TTFT under client concurrency includes queueing the estimate leaves out. Rows at concurrency 1 follow a
+    50% compute efficiency; rows at concurrency 8 are 3x slower (a queue). The fit must not lower the
+    efficiency to explain the queue."""
+    from llm_roofline.calibrate import RowSet, fit_profiles
+
+    devices = [("nvidia-a100-sxm4-80gb", "2039"), ("nvidia-h100-sxm5-80gb", "3350"), ("nvidia-l40s", "864")]
+    rows = [{**GOOD, "source": "engq README", "engine": "engq", "weights": "f16", "model": model, "hardware_id": hid,
+             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "metric": "ttft_ms", "prompt_tokens": "2048",
+             "gen_tokens": "0", "batch": batch}
+            for model in ("llama-2-7b", "llama-2-13b") for hid, bw in devices for batch in ("1", "8")]
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    rowset = RowSet([row_model(m) for m in got])
+    for row, m, ceiling in zip(rows, got, rowset.ceilings()):
+        row["value"] = f"{ceiling / 0.5 * (3 if m.batch > 1 else 1):.6g}"  # ceiling_ms at 50% compute
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    profile = fit_profiles(RowSet([row_model(m) for m in got]))["engq"]
+    assert profile.compute_efficiency == pytest.approx(0.5, abs=0.03)

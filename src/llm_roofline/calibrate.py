@@ -25,6 +25,7 @@ Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> defa
 the parameters its rows inform (decode rows: bandwidth and overhead; prefill rows: compute; tensor-parallel rows:
 all-reduce latency) and inherits the rest. The objective is the mean absolute log error of the estimate over the
 level's rows, minimised by coordinate descent on bounded grids: a few parameters, no per-row or per-model constant.
+Time-to-first-token rows under client concurrency (queueing, not modelled) are validated but not fitted.
 Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per engine family and metric kind.
 """
 
@@ -255,6 +256,11 @@ def fit_profiles(rows: RowSet, train: np.ndarray | None = None, rounds: int = 1)
     from dataclasses import replace
 
     train = np.arange(rows.n) if train is None else train
+    # A request's time to first token under client concurrency includes queueing behind the other requests, which
+    # the estimate (its own prefill) leaves out: such rows are validated but not fitted, so they cannot pull an
+    # engine's compute efficiency down to stand in for a queue.
+    queued = (rows.metric == METRICS.index("ttft_ms")) & (rows.batch > 1)
+    train = train[~queued[train]]
     start = Profile(**DEFAULT)
     profiles = _fit_hierarchy(rows, train, start)
     for _ in range(rounds):

@@ -41,7 +41,7 @@ class Op:
     # all-reduces: message latencies in series; a ring all-reduce over N devices takes 2(N-1) steps, each paying
     # the link's latency (reduce-scatter, then all-gather)
     latency_steps: int = 0
-    # matmuls: weights stored in blocks (fewer than 16 bits) that the kernel unpacks and scales before multiplying
+    # matmuls: integer weights stored in blocks that the kernel unpacks and scales before multiplying (_unpacked)
     quantized_weights: float = 0.0
 
     @property
@@ -118,6 +118,12 @@ def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float,
     return tuple(out)
 
 
+def _unpacked(bits: float, compute: str) -> bool:
+    """Integer weights in blocks with scales (ggml, int4/int8, AWQ, GPTQ, EXL2) that a kernel unpacks in software;
+    fp8 and fp4 weights go to the tensor cores as they are."""
+    return bits < 16 and compute not in ("fp8", "fp4")
+
+
 def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act: int, width_in: float,
             width_out: float, shapes, tokens: float | None = None) -> Op:
     tokens = step.tokens if tokens is None else tokens
@@ -125,7 +131,7 @@ def _matmul(name: str, params: float, bits: float, step: Step, compute: str, act
     return Op(name, "matmul", 2 * tokens * params / step.tp, weight, 0.0,
               tokens * (width_in + width_out / step.tp) * act, compute, tokens=tokens,
               matrices=matrix_layout(name, shapes, bits, step.tp),
-              quantized_weights=params / step.tp if bits < 16 else 0.0)
+              quantized_weights=params / step.tp if _unpacked(bits, compute) else 0.0)
 
 
 def _attention(spec: ModelSpec, layer: LayerSpec, step: Step, kv_bits: float, act: int) -> Op:
@@ -177,7 +183,7 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
                           step.tokens * moe.top_k * 2 * h * act, compute,
                           tokens=step.tokens * moe.top_k / touched,
                           matrices=matrix_layout(g.op, g.shapes, bits, step.tp),
-                          quantized_weights=touched * g.per_expert / step.tp if bits < 16 else 0.0))
+                          quantized_weights=touched * g.per_expert / step.tp if _unpacked(bits, compute) else 0.0))
         else:
             ops.append(_matmul(g.op, g.params, bits, step, compute, act, h, g.params / h, g.shapes))
         if g.op == "attn_qkv":
