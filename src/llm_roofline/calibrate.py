@@ -45,7 +45,8 @@ BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0),
           "allreduce_pcie_us": (2.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
           "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2)}
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
-          "bw_factor_hbm")
+          "bw_factor_hbm")  # fractions and factors: 1 at the ceiling (the rest, times and cycles, are 0 there)
+LINEAR_GRID = (*LINEAR, "unpack_cycles_per_weight")  # searched on an even grid (the rest on a geometric one)
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 5.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 5.0,
            "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0,
@@ -64,7 +65,7 @@ class RowSet:
         self.models = models
         self.n = n = len(models)
         d_tc, d_tm, d_w, d_seg, d_i8, p_tc, p_tm, p_seg, p_i8 = [], [], [], [], [], [], [], [], []
-        d_k, p_k, d_u = [], [], []
+        d_k, p_k, d_u, p_u = [], [], [], []
         self.hbm = np.zeros(n, dtype=bool)
         self.pipeline = np.ones(n)
         self.d_link, self.d_ar = np.zeros(n), np.zeros(n)
@@ -88,6 +89,7 @@ class RowSet:
                 p_seg.append(np.full(len(rm.prefill.t_compute), r))
                 p_i8.append(rm.prefill.int8)
                 p_k.append(rm.prefill.kernel_scale)
+                p_u.append(rm.prefill.t_unpack)
                 self.pipeline[r] = rm.prefill.pipeline
                 self.p_link[r] = rm.prefill.t_link
                 self.p_ar[r] = rm.prefill.allreduces
@@ -95,7 +97,7 @@ class RowSet:
         self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
         self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
         self.d_i8, self.p_i8 = cat(d_i8).astype(bool), cat(p_i8).astype(bool)
-        self.d_k, self.p_k, self.d_u = cat(d_k), cat(p_k), cat(d_u)
+        self.d_k, self.p_k, self.d_u, self.p_u = cat(d_k), cat(p_k), cat(d_u), cat(p_u)
         ms = [rm.m for rm in models]
         self.metric = np.array([METRICS.index(m.metric) for m in ms])
         self.batch = np.array([m.batch for m in ms], dtype=float)
@@ -118,7 +120,7 @@ class RowSet:
         d_op = (np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) + cpw[self.d_seg] * self.d_u) * self.d_w
         step = np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + ov
         p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
-        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg])
+        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg]) + cpw[self.p_seg] * self.p_u
         ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + pov
         if ceiling:
             ttft = ttft / self.pipeline
@@ -151,7 +153,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         decode_rows = np.isin(rows.metric, decode_ids)
         if not balance and (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
             active += ["bw_factor_hbm"]  # only a level measured on both kinds of memory can tell them apart
-        if (rows.d_u > 0).any():
+        if (rows.d_u > 0).any() or (rows.p_u > 0).any():
             active += ["unpack_cycles_per_weight"]
     if np.isin(rows.metric, prefill_ids).any():
         active += ["prefill_overhead_us"]
@@ -181,7 +183,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         improved = False
         for name in active:
             lo, hi = BOUNDS[name]
-            grid = np.linspace(lo, hi, 41) if name in LINEAR or name == "unpack_cycles_per_weight" else \
+            grid = np.linspace(lo, hi, 41) if name in LINEAR_GRID else \
                 np.concatenate([[0.0] if lo == 0 else [], np.geomspace(max(lo, 1.0), hi, 60)])
             for value in grid:
                 trial = {**theta, name: float(value)}

@@ -192,10 +192,15 @@ class Hardware:
         """Streaming-multiprocessor (compute-unit) cycles per second: SMs x boost clock where the record gives them,
         else the fp32 vector rate / 256, which is the same product on NVIDIA parts from Ampere on, Apple GPUs
         (128 fp32 lanes per core) and RDNA3 (64 lanes per CU, dual-issue)."""
-        if self.sm_count and self.boost_clock_mhz:
-            return self.sm_count * self.boost_clock_mhz * 1e6
+        if self._sm_clock:
+            return self._sm_clock
         fp32 = self.peak_tflops.get("fp32")
         return fp32 * 1e12 / 256 if fp32 else None
+
+    @property
+    def _sm_clock(self) -> float | None:
+        """SMs x boost clock (cycles per second), only where the record gives both."""
+        return self.sm_count * self.boost_clock_mhz * 1e6 if self.sm_count and self.boost_clock_mhz else None
 
     @property
     def tensor_cores(self) -> bool:
@@ -214,8 +219,8 @@ class Hardware:
         clock, H100: about 7500); on GeForce and workstation parts from Turing to Blackwell, 2048 is the int8
         peak itself."""
         peak = self.peak_tflops.get("int8")
-        if peak and self.sm_count and self.boost_clock_mhz:
-            return min(peak, 2048 * self.sm_count * self.boost_clock_mhz * 1e6 / 1e12)
+        if peak and self._sm_clock:
+            return min(peak, 2048 * self._sm_clock / 1e12)
         return peak
 
     def ridge_point(self, dtype: str = "fp16") -> float | None:

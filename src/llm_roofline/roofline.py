@@ -21,7 +21,7 @@ from .ops import Op, Step, step_ops
 
 DECODE_SAMPLES = 16
 # Decode kernels (a few vectors per weight) unpack every weight once per step; prefill kernels amortise it over
-# their tile of tokens, where the compute roof dominates (calibrate models it in decode only).
+# their tile of tokens, where the compute roof dominates.
 UNPACK_TOKENS = 8
 
 
@@ -216,6 +216,14 @@ def _weight_stream_s(op: Op, hw: Hardware, dtype: str) -> float | None:
     return seconds * large / hw.bandwidth_gbps
 
 
+def unpack_s_per_cycle(op: Op, hw: Hardware) -> float:
+    """Seconds an operator spends unpacking its block-quantised weights per SM cycle spent on each: its weights /
+    (SMs x clock), for decode-sized batches (UNPACK_TOKENS); 0 otherwise. x unpack_cycles_per_weight: seconds."""
+    if op.quantized_weights and hw.sm_cycles_per_s and op.tokens <= UNPACK_TOKENS:
+        return op.quantized_weights / hw.sm_cycles_per_s
+    return 0.0
+
+
 def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float, float, str]:
     """(ceiling s, estimate s, compute s, memory s, dtype used) of one instance of an operator."""
     peak, dtype = hw.peak(op.compute)
@@ -229,8 +237,7 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     if dtype == "int8" and eff.int8_compute:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
         compute_eff, t_kernel = eff.int8_compute, op.flops / (hw.quantized_matmul_tops * 1e12)
     estimate = max(t_kernel / compute_eff, t_memory / eff.bandwidth)
-    if op.quantized_weights and eff.unpack_cycles_per_weight and hw.sm_cycles_per_s and op.tokens <= UNPACK_TOKENS:
-        estimate += eff.unpack_cycles_per_weight * op.quantized_weights / hw.sm_cycles_per_s
+    estimate += eff.unpack_cycles_per_weight * unpack_s_per_cycle(op, hw)
     t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens and op.matrices else None
     if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
         estimate = max(estimate, t_stream)

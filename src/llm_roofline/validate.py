@@ -27,7 +27,7 @@ from .formats import kv_bits, load_format
 from .hardware import Hardware, load_hardware
 from .memory import memory_budget
 from .ops import Step, step_ops
-from .roofline import DECODE_SAMPLES, Efficiency, time_op
+from .roofline import DECODE_SAMPLES, Efficiency, time_op, unpack_s_per_cycle
 
 REQUIRED = ("source", "engine", "hardware", "bandwidth_gbps", "devices", "parallel", "model", "weights", "batch",
             "prompt_tokens", "kv_depth", "gen_tokens", "metric", "value")
@@ -245,7 +245,7 @@ class StepTimes:
     t_memory: np.ndarray
     int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
     kernel_scale: np.ndarray  # estimate's compute time / ceiling's (Hardware.quantized_matmul_tops; else 1)
-    t_unpack: np.ndarray  # block-quantised weights / SM cycles per second (x unpack_cycles_per_weight: seconds)
+    t_unpack: np.ndarray  # roofline.unpack_s_per_cycle (x unpack_cycles_per_weight: seconds)
     t_link: float
     allreduces: int  # message latencies in series: all-reduces x 2(N-1) ring steps
     pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
@@ -277,7 +277,7 @@ def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
             tc.append(op.count * t_c)
             tm.append(op.count * t_m)
             int8.append(dtype == "int8")
-            unpack.append(op.count * op.quantized_weights / hw.sm_cycles_per_s if hw.sm_cycles_per_s else 0.0)
+            unpack.append(op.count * unpack_s_per_cycle(op, hw))
     int8 = np.array(int8, dtype=bool)
     return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), np.array(unpack), link, ars,
                      pcie=not hw.link_gbps_bidir, hbm=hw.hbm)
