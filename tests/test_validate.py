@@ -154,29 +154,38 @@ def test_predict_with_engine_profile_and_range():
         predict("llama-3.1-8b", "4090", engine="vlm")
 
 
+def synthetic_row(engine: str, model: str, hid: str, bandwidth: str, **cells) -> dict:
+    """A row of a synthetic engine (its own source) on a catalog device; decode of one token unless told."""
+    return {**GOOD, "source": f"{engine} README", "engine": engine, "model": model, "hardware_id": hid,
+            "bandwidth_gbps": bandwidth, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1", **cells}
+
+
+def fit_synthetic(tmp_path, rows: list[dict], measured) -> dict:
+    """Profiles fitted on `rows` whose values are measured(row, measurement, ceiling, hbm): a known law."""
+    from llm_roofline.calibrate import RowSet, fit_profiles
+
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    rowset = RowSet([row_model(m) for m in got])
+    for row, m, ceiling, hbm in zip(rows, got, rowset.ceilings(), rowset.hbm):
+        row["value"] = f"{measured(row, m, ceiling, hbm):.6g}"
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    return fit_profiles(RowSet([row_model(m) for m in got]))
+
+
 def test_format_factor_is_learnt_within_engines(tmp_path):
     """Engine A (90% of bandwidth) mostly runs 4-bit weights, engine B (50%) mostly 16-bit; 4-bit kernels
     reach 0.7 of an engine's 16-bit efficiency. Pooled across engines, 4-bit would look faster than 16-bit;
     fitted within each engine, the factor is 0.7 and the engines' efficiencies come back."""
-    from llm_roofline.calibrate import RowSet, fit_profiles
-
     devices = [("nvidia-rtx-4090", "1008"), ("nvidia-rtx-3090", "936.2"), ("nvidia-a100-sxm4-80gb", "2039"),
                ("nvidia-l40s", "864"), ("nvidia-h100-sxm5-80gb", "3350")]
-    plan = []
-    for engine, eff, main_fmt, other_fmt in (("enga", 0.9, "q4_0", "f16"), ("engb", 0.5, "f16", "q4_0")):
-        for model in ("llama-2-7b", "llama-2-13b"):
-            for hid, bw in devices:
-                plan.append((engine, eff, main_fmt, model, hid, bw))
-        plan += [(engine, eff, other_fmt, "llama-2-7b", hid, bw) for hid, bw in devices[:2]]
-    rows = [{**GOOD, "source": f"{e} README", "engine": e, "weights": w, "model": m, "hardware_id": hid,
-             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1"}
-            for e, _, w, m, hid, bw in plan]
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    ceilings = RowSet([row_model(m) for m in got]).ceilings()
-    for row, (_, eff, w, *_), ceiling in zip(rows, plan, ceilings):
-        row["value"] = f"{ceiling * eff * (0.7 if w == 'q4_0' else 1.0):.6g}"
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    profiles = fit_profiles(RowSet([row_model(m) for m in got]))
+    rows = []
+    for engine, main_fmt, other_fmt in (("enga", "q4_0", "f16"), ("engb", "f16", "q4_0")):
+        rows += [synthetic_row(engine, model, hid, bw, weights=main_fmt)
+                 for model in ("llama-2-7b", "llama-2-13b") for hid, bw in devices]
+        rows += [synthetic_row(engine, "llama-2-7b", hid, bw, weights=other_fmt) for hid, bw in devices[:2]]
+    efficiency = {"enga": 0.9, "engb": 0.5}
+    profiles = fit_synthetic(tmp_path, rows, lambda row, m, ceiling, hbm:
+                             ceiling * efficiency[row["engine"]] * (0.7 if row["weights"] == "q4_0" else 1.0))
     assert profiles["enga"].bw_factor_4bit == pytest.approx(0.7, abs=0.03)
     assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.9, abs=0.03)
     assert profiles["engb"].bandwidth_efficiency == pytest.approx(0.5, abs=0.03)
@@ -212,21 +221,12 @@ def test_hbm_factor_applies_on_hbm_devices_only():
 def test_hbm_factor_is_recovered_per_engine_and_not_given_to_the_default(tmp_path):
     """Engine A's decode reaches 80% of GDDR bandwidth and 0.6 x that on HBM; engine B 70% on both. The fit gives
     A its factor, B none, and the default profile (an engine not measured) keeps 1."""
-    from llm_roofline.calibrate import RowSet, fit_profiles
-
     devices = [("nvidia-rtx-4090", "1008"), ("nvidia-rtx-3090", "936.2"), ("nvidia-l40s", "864"),
                ("nvidia-a100-sxm4-80gb", "2039"), ("nvidia-h100-sxm5-80gb", "3350"), ("nvidia-a30", "933")]
-    plan = [(engine, model, hid, bw) for engine in ("enga", "engb") for model in ("llama-2-7b", "llama-2-13b")
-            for hid, bw in devices]
-    rows = [{**GOOD, "source": f"{e} README", "engine": e, "weights": "f16", "model": m, "hardware_id": hid,
-             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1"} for e, m, hid, bw in plan]
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    rowset = RowSet([row_model(m) for m in got])
-    for row, ceiling, hbm in zip(rows, rowset.ceilings(), rowset.hbm):
-        eff = 0.8 * (0.6 if hbm else 1.0) if row["engine"] == "enga" else 0.7
-        row["value"] = f"{ceiling * eff:.6g}"
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    profiles = fit_profiles(RowSet([row_model(m) for m in got]))
+    rows = [synthetic_row(engine, model, hid, bw, weights="f16") for engine in ("enga", "engb")
+            for model in ("llama-2-7b", "llama-2-13b") for hid, bw in devices]
+    profiles = fit_synthetic(tmp_path, rows, lambda row, m, ceiling, hbm:
+                             ceiling * (0.8 * (0.6 if hbm else 1.0) if row["engine"] == "enga" else 0.7))
     assert profiles["enga"].bw_factor_hbm == pytest.approx(0.6, abs=0.04)
     # on bounded grids (efficiency in steps of 0.02, factor 0.024) the two trade a little
     assert profiles["enga"].bandwidth_efficiency == pytest.approx(0.8, abs=0.05)
@@ -238,17 +238,11 @@ def test_queued_ttft_rows_are_validated_but_not_fitted(tmp_path):
     """TTFT under client concurrency includes queueing the estimate leaves out. Rows at concurrency 1 follow a
     50% compute efficiency; rows at concurrency 8 are 3x slower (a queue). The fit must not lower the
     efficiency to explain the queue."""
-    from llm_roofline.calibrate import RowSet, fit_profiles
-
     devices = [("nvidia-a100-sxm4-80gb", "2039"), ("nvidia-h100-sxm5-80gb", "3350"), ("nvidia-l40s", "864")]
-    rows = [{**GOOD, "source": "engq README", "engine": "engq", "weights": "f16", "model": model, "hardware_id": hid,
-             "bandwidth_gbps": bw, "fp16_tflops": "", "memory_gb": "80", "metric": "ttft_ms", "prompt_tokens": "2048",
-             "gen_tokens": "0", "batch": batch}
+    rows = [synthetic_row("engq", model, hid, bw, weights="f16", metric="ttft_ms", prompt_tokens="2048",
+                          gen_tokens="0", batch=batch)
             for model in ("llama-2-7b", "llama-2-13b") for hid, bw in devices for batch in ("1", "8")]
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    rowset = RowSet([row_model(m) for m in got])
-    for row, m, ceiling in zip(rows, got, rowset.ceilings()):
-        row["value"] = f"{ceiling / 0.5 * (3 if m.batch > 1 else 1):.6g}"  # ceiling_ms at 50% compute
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
-    profile = fit_profiles(RowSet([row_model(m) for m in got]))["engq"]
+    # ceiling_ms at 50% compute, three times that behind a queue
+    profile = fit_synthetic(tmp_path, rows, lambda row, m, ceiling, hbm:
+                            ceiling / 0.5 * (3 if m.batch > 1 else 1))["engq"]
     assert profile.compute_efficiency == pytest.approx(0.5, abs=0.03)
