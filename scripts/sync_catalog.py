@@ -34,7 +34,7 @@ ADDED = ROOT / "data" / "hardware-added.yaml"
 ADDED_SOURCES = ["https://www.techpowerup.com/gpu-specs/", "NVIDIA architecture whitepapers (Pascal, Volta, Turing, "
                  "Ampere GA102, Ada, Blackwell): per-SM rates; see data/hardware-added.yaml"]
 
-# Short names people type. Every alias must be unique across the catalog (checked below).
+# Short names people type. Every alias must be unique across the catalog (check_unique_names).
 ALIASES: dict[str, list[str]] = {
     "nvidia-v100-sxm2-32gb": ["v100", "v100-32gb", "v100-sxm2"],
     "nvidia-a100-sxm4-40gb": ["a100-40gb", "a100-sxm4-40gb"],
@@ -122,16 +122,11 @@ PEAK_FIELDS = {
 
 def build_hardware(shared: Path) -> list[dict]:
     records = yaml.safe_load((shared / "hardware.yaml").read_text())
-    seen: dict[str, str] = {}
     out = []
     for rec in records:
         rec = {**rec, **FIXES.get(rec["id"], {})}
         link = rec.get("interconnect") or {}
         aliases = ALIASES.get(rec["id"], [])
-        for name in [rec["id"], *aliases]:
-            if name in seen:
-                raise SystemExit(f"alias {name!r} used by {seen[name]} and {rec['id']}")
-            seen[name] = rec["id"]
         out.append(
             {
                 "id": rec["id"],
@@ -154,6 +149,16 @@ def build_hardware(shared: Path) -> list[dict]:
             }
         )
     return out
+
+
+def check_unique_names(hardware: list[dict]) -> None:
+    """Every id and alias names one device, across the shared catalog and the added devices."""
+    seen: dict[str, str] = {}
+    for rec in hardware:
+        for name in [rec["id"], *rec["aliases"]]:
+            if name in seen:
+                raise SystemExit(f"name {name!r} used by {seen[name]} and {rec['id']}")
+            seen[name] = rec["id"]
 
 
 def added_hardware() -> tuple[list[dict], dict[str, str], dict[str, dict]]:
@@ -252,14 +257,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"data/hardware-added.yaml extends devices hardware.yaml lacks: {sorted(unknown)}")
     hardware = [{**r, **extra.get(r["id"], {})} for r in hardware]
-    clash = {r["id"] for r in added} & {r["id"] for r in hardware}
-    if clash:
-        raise SystemExit(f"added devices already in hardware.yaml: {sorted(clash)}")
     hardware += added
-    names = [n for r in hardware for n in [r["id"], *r["aliases"]]]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise SystemExit(f"names used by two devices: {clashes}")
+    check_unique_names(hardware)
     (CATALOG / "hardware.json").write_text(json.dumps(hardware, indent=1) + "\n")
 
     models_dir = CATALOG / "models"

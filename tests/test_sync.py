@@ -45,3 +45,9 @@ def test_fill_rows_sets_only_empty_ids(sync):
                                        ("nvidia-a40", []), ("nvidia-tesla-p100-pcie-16gb", ["tesla-p100"])])
 def test_short_names_of_added_devices(sync, hid, names):
     assert sync.short_names(hid) == names
+
+
+def test_a_name_used_twice_is_refused(sync):
+    hardware = [{"id": "nvidia-a40", "aliases": ["a40"]}, {"id": "nvidia-rtx-3060-12gb", "aliases": ["3060", "a40"]}]
+    with pytest.raises(SystemExit, match="'a40' used by nvidia-a40 and nvidia-rtx-3060-12gb"):
+        sync.check_unique_names(hardware)
