@@ -213,3 +213,10 @@ def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
     assert fp8.quantized_weights == 0  # fp8 goes to the tensor cores as it is
     (pre,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 512, 0)) if o.name == "mlp"]
     assert time_op(pre, hw, unpack)[1] == time_op(pre, hw, plain)[1]
+
+
+def test_prediction_shows_the_device_inputs_of_the_estimate():
+    hw = predict("llama-3.1-8b", "3060", weights="q4_k_m", engine="llama.cpp-cuda").to_dict()["hardware"]
+    assert hw["memory_type"] == "GDDR6"
+    assert hw["sm_cycles_per_s"] == pytest.approx(28 * 1.777e9)  # 28 SMs x 1777 MHz
+    assert hw["quantized_matmul_tops"] == pytest.approx(101.9)  # the int8 peak: 2048 ops x 28 SMs x 1.777 GHz

@@ -126,8 +126,11 @@ def _show_prediction(p, explain: bool) -> None:
               f"(weights {mem.weights_gb:,.1f}, KV {mem.kv_cache_gb:,.2f}, activations {mem.activations_gb:,.2f}, "
               f"runtime {mem.runtime_overhead_gb:,.1f}): {status}")
     e = p.efficiency
+    unpack = (f", {e.unpack_cycles_per_weight:g} SM cycles per block-quantised weight in decode (x weights / "
+              f"{p.hardware.sm_cycles_per_s / 1e9:,.0f}e9 SM cycles/s)"
+              if e.unpack_cycles_per_weight and p.hardware.sm_cycles_per_s else "")
     con.print(f"estimate assumes {e.bandwidth:.0%} of peak bandwidth, {e.compute:.0%} of peak FLOPS and "
-              f"{e.step_overhead_us:,.0f} µs per step ({e.source})", style="dim")
+              f"{e.step_overhead_us:,.0f} µs per step{unpack} ({e.source})", style="dim")
     for phase in ("decode", "prefill"):
         ops = Table(title=f"{phase} step, per operator (all layers)", show_edge=False, pad_edge=False)
         for col in ("operator", "n", "GFLOP", "weight MB", "KV MB", "FLOP/B", "ceil ms", "est ms", "bound"):

@@ -167,6 +167,11 @@ class HardwareInfo:
     confidence: str | None
     sources: tuple[str, ...]
     aliases: tuple[str, ...] = ()
+    # further inputs of the estimate: HBM or not (an engine's bw_factor_hbm), SM cycles per second (unpack time),
+    # the rate quantised-activation kernels are scaled by (Hardware.quantized_matmul_tops)
+    memory_type: str | None = None
+    sm_cycles_per_s: float | None = None
+    quantized_matmul_tops: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -450,7 +455,7 @@ def predict(
                         spec.source),
         hardware=HardwareInfo(hw.id, hw.name, hw.bandwidth_gbps, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
                               hw.ridge_point(fmt.compute), *reversed(hw.peak(fmt.compute)), hw.confidence,
-                              hw.sources, hw.aliases),
+                              hw.sources, hw.aliases, hw.memory_type, hw.sm_cycles_per_s, hw.quantized_matmul_tops),
         workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp, engine),
         efficiency=eff,
         decode=decode_result,
