@@ -178,6 +178,7 @@ def added_hardware() -> tuple[list[dict], dict[str, str], dict[str, dict]]:
             "aliases": short_names(rec["id"]),
             "memory_gb": rec["memory_gb"], "memory_type": rec["memory_type"], "bandwidth_gbps": rec["bandwidth_gbps"],
             "sm_count": rec["sm_count"], "boost_clock_mhz": rec["boost_clock_mhz"],
+            "compute_capability": rec["compute_capability"],
             "peak_tflops": {k: rec["peak_tflops"].get(k) for k in PEAK_FIELDS},
             "link_gbps_bidir": None, "link_name": None, "pcie_gbps_bidir": None, "tdp_w": None,
             "launch_year": rec["launch_year"], "sources": ADDED_SOURCES,
@@ -211,9 +212,33 @@ def short_names(hid: str) -> list[str]:
     return names + ([bare] if bare != short else [])
 
 
+# Sources whose text states no date: the year their builds come from (see docs/catalog.md). The llama.cpp
+# scoreboards were opened in 2025 (#15013 CUDA, #15021 ROCm; RTX 50-series cards, launched in 2025, are among
+# their rows) and December 2024 (#10879 Vulkan): after CUDA graphs were merged (#6766, 2024-05-08) and before
+# they were enabled on Volta and Turing (#25749, 2026-07).
+SOURCE_DATES = {"llama.cpp/discussions/15013": "2025", "llama.cpp/discussions/15021": "2025",
+                "llama.cpp/discussions/10879": "2024-12"}
+
+
+def correct_row(row: dict) -> bool:
+    """Corrections to the measurements in the project's copy (docs/catalog.md); True if the row was changed.
+
+    TensorRT-LLM's v0.6.1 "Peak Throughput" A100 table heads its column "out tok/s" where the H100 table says
+    "out tok/s/GPU", but its multi-GPU rows are per-GPU figures too: read as totals, TP2 to TP8 on A100 would
+    reach 4-18% of the aggregate bandwidth while the same engine reaches 75-81% on one A100 and 48-58% at TP2-TP8
+    on H100; times the GPU count they reach 34-75%. They are multiplied by `devices`, as the H100 rows were."""
+    if ("NVIDIA/TensorRT-LLM" in row["source"] and row["metric"] == "throughput_tok_s"
+            and row["hardware"].startswith("NVIDIA A100") and int(row["devices"]) > 1):
+        row["value"] = "%g" % (float(row["value"]) * int(row["devices"]))
+        row["notes"] += (f"; project correction: the A100 table's figure is per GPU, x {row['devices']} GPUs "
+                         "(llm-roofline docs/catalog.md)")
+        return True
+    return False
+
+
 def fill_rows(text: str, ids: dict[str, str]) -> tuple[str, int]:
-    """The CSV with hardware_id filled where it was empty and the device is an added one, and a build_date
-    column (from the source's text); the count of ids filled."""
+    """The CSV with hardware_id filled where it was empty and the device is an added one, a build_date column
+    (from the source's text, else SOURCE_DATES) and correct_row applied; the count of ids filled."""
     reader = csv.DictReader(io.StringIO(text))
     out = io.StringIO()
     writer = csv.DictWriter(out, [*reader.fieldnames, "build_date"], lineterminator="\n")
@@ -223,7 +248,9 @@ def fill_rows(text: str, ids: dict[str, str]) -> tuple[str, int]:
         if not row["hardware_id"] and row["hardware"] in ids:
             row["hardware_id"] = ids[row["hardware"]]
             filled += 1
-        row["build_date"] = build_date(row["source"])
+        row["build_date"] = build_date(row["source"]) or next(
+            (date for key, date in SOURCE_DATES.items() if key in row["source"]), "")
+        correct_row(row)
         writer.writerow(row)
     return out.getvalue(), filled
 

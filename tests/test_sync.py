@@ -51,3 +51,25 @@ def test_a_name_used_twice_is_refused(sync):
     hardware = [{"id": "nvidia-a40", "aliases": ["a40"]}, {"id": "nvidia-rtx-3060-12gb", "aliases": ["3060", "a40"]}]
     with pytest.raises(SystemExit, match="'a40' used by nvidia-a40 and nvidia-rtx-3060-12gb"):
         sync.check_unique_names(hardware)
+
+
+def test_scoreboards_without_a_date_get_their_year(sync):
+    text = ("source,hardware,hardware_id,metric,devices,value,notes\n"
+            "https://github.com/ggml-org/llama.cpp/discussions/15013,NVIDIA RTX 4090,,decode_tok_s,1,186,\n"
+            "https://github.com/ggml-org/llama.cpp/discussions/10879,AMD RX 7900 XTX,,decode_tok_s,1,150,\n"
+            "me (May 2024),NVIDIA RTX 4090,,decode_tok_s,1,150,\n")
+    out, _ = sync.fill_rows(text, {})
+    assert [line.rsplit(",", 1)[1] for line in out.splitlines()[1:]] == ["2025", "2024-12", "2024-05"]
+
+
+def test_tensorrt_llm_a100_multi_gpu_throughput_is_per_gpu(sync):
+    """The A100 table's multi-GPU throughput is per GPU (as the H100 table says of its own): x devices. One-GPU
+    rows, other metrics and other devices stay as published."""
+    src = "NVIDIA/TensorRT-LLM docs/source/performance.md (v0.6.1 era; commit 138f96d)"
+    row = {"source": src, "metric": "throughput_tok_s", "hardware": "NVIDIA A100 80GB (form factor not stated)",
+           "devices": "4", "value": "670", "notes": "Peak Throughput table"}
+    assert sync.correct_row(row) and row["value"] == "2680" and "per GPU, x 4 GPUs" in row["notes"]
+    for other in ({"devices": "1"}, {"metric": "ttft_ms"}, {"hardware": "NVIDIA H100 SXM5 80GB"},
+                  {"source": "someone else's table"}):
+        unchanged = {**row, "value": "670", **other}
+        assert not sync.correct_row(unchanged) and unchanged["value"] == "670"

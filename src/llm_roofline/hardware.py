@@ -85,6 +85,7 @@ class Hardware:
     memory_type: str | None = None  # HBM2, HBM3, GDDR6X, LPDDR5 ...: HBM's larger bandwidth-delay product matters
     sm_count: int | None = None  # streaming multiprocessors (NVIDIA), where the record gives them
     boost_clock_mhz: float | None = None
+    compute_capability: float | None = None  # NVIDIA CUDA compute capability (8.0 Ampere, 9.0 Hopper, ...)
     # Set by a measured profile (llm-roofline measure): figures that replace the class defaults,
     measured: dict[str, float] = field(default_factory=dict)
     # the read rate against buffer size ((bytes, GB/s), ascending), and per matmul dtype, matrix out/in aspect and
@@ -255,6 +256,7 @@ class Hardware:
             memory_type=rec.get("memory_type"),
             sm_count=rec.get("sm_count"),
             boost_clock_mhz=rec.get("boost_clock_mhz"),
+            compute_capability=rec.get("compute_capability"),
             measured=dict(rec.get("measured") or {}),
             bandwidth_curve=tuple((r["bytes"], r["read_gbps"]) for r in rec.get("bandwidth") or ()),
             matmul_curves=_matmul_curves(rec.get("roofline") or ()),
