@@ -98,18 +98,32 @@ def main() -> None:
         "- The project's copy of the data gives 187 rows a `hardware_id`: 35 NVIDIA devices the shared catalog "
         "lacked (GTX 1070 to RTX 5080, Quadro/RTX A-series, A30, A40, L40, TITAN V/Xp, P40, P100) are added "
         "with sourced figures in `data/hardware-added.yaml` (docs/catalog.md). It also carries a `build_date` "
-        "column, read from the date each source's text states (\"snapshots May 2024\" -> 2024-05).",
+        "column, read from the date each source's text states (\"snapshots May 2024\" -> 2024-05); the llama.cpp "
+        "scoreboards, whose text states none, carry the year they were opened (2025; Vulkan 2024-12).",
+        "- One correction to the data (docs/catalog.md): TensorRT-LLM's v0.6.1 A100 throughput table gives its "
+        "multi-GPU rows per GPU, as its H100 table says of its own, though its header does not; read as totals, "
+        "TP2-TP8 on A100 would reach 4-18% of the aggregate bandwidth where one A100 reaches 75-81%. The 8 rows "
+        "are multiplied by their GPU count in the project's copy.",
         "- Kernel paths: integer-quantised weights multiply on whichever units are faster (V100 and TITAN V: fp16 "
         "tensor cores, not dp4a). llama.cpp CUDA builds before 2024-06 dequantised to fp16 for cuBLAS on "
         "tensor-core GPUs (int8 MMQ became the default in ggml-org/llama.cpp#8075), so those rows' prefill is on "
         "the fp16 path. Kernels that quantise activations (MMQ) are scaled by 2048 int8 ops per SM per clock, "
         "not by the data-centre parts' wider tensor cores (A100 4096, H100 about 7500): their time goes to "
         "per-SM work besides the multiply.",
-        "- `tensor` rows split every matrix over the devices; each all-reduce is a ring, 2(N-1) steps each "
-        "paying the link's latency; `layer` rows use one device's bandwidth for decode (the devices take turns).",
-        "- Engine profiles: eleven numbers with a physical meaning per engine (bandwidth and compute efficiency, "
-        "int8-kernel efficiency, per-step and per-prefill overhead, all-reduce step latency over NVLink and over "
-        "PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices, and the "
+        "- `tensor` rows split every matrix over the devices; each all-reduce is a ring of 2(N-1) steps: its "
+        "latency is the profile's fixed part (launch, synchronisation; at most 50 us over NVLink, the order of "
+        "NCCL's small-message latency) plus NCCL's own latency per ring step (0.4 us NVLink, 1.0 us PCIe; NCCL "
+        "src/graph/tuning.cc). `layer` rows use one device's bandwidth for decode (the devices take turns).",
+        "- Kernel launches: llama.cpp's CUDA backend replays each decode step as one CUDA graph from "
+        "ggml-org/llama.cpp#6766 (merged 2024-05-08) on GPUs of compute capability 8.0 and newer, and on Volta "
+        "and Turing only from #25749 (2026-07); older builds, Pascal to Turing cards in the 2025 scoreboard, and "
+        "the Metal, Vulkan and ROCm backends launch every kernel from the host, a cost per layer "
+        "(`launch_us_per_layer`) on top of the fixed per-step overhead. Only levels with graph-replayed rows "
+        "refit the fixed part; the rest inherit it. Compute capabilities come from NVIDIA's CUDA GPUs table "
+        "(`data/hardware-added.yaml`).",
+        "- Engine profiles: twelve numbers with a physical meaning per engine (bandwidth and compute efficiency, "
+        "int8-kernel efficiency, per-step and per-prefill overhead, per-layer launch cost without graphs, "
+        "all-reduce latency over NVLink and over PCIe, dequantisation factors for 8-bit and <=6-bit formats, a bandwidth factor on HBM devices, and the "
         "SM cycles a decode kernel spends unpacking each block-quantised integer weight, whose time is weights / "
         "(SMs x clock) on top of bytes / bandwidth: dequantisation is arithmetic, so it weighs most on devices "
         "with few compute units per byte of bandwidth, such as Apple GPUs and Pascal cards; fp8 and fp4 go to "
@@ -121,8 +135,8 @@ def main() -> None:
         "family level with decode rows on both HBM and other memory (llama.cpp reaches 30-50% of an A100's or "
         "H100's bandwidth and 60-85% of GDDR cards'); it is a property of an engine's kernels, so the default "
         "profile, which stands for an engine not measured, keeps 1 (with llama.cpp's factor it put gpt-fast, held "
-        "out, 13% slow). All-reduce step latencies are bounded below by 5 us over NVLink "
-        "and 2 us over PCIe, and start from 5 us where no row informs them. No per-row or per-model constant. "
+        "out, 13% slow). All-reduce latencies are bounded below by 3 us (NCCL's base latency) and start from "
+        "5 us where no row informs them. No per-row or per-model constant. "
         "`llm-roofline calibrate --data CSV --out PROFILE.json` reproduces them.",
         "- Ranges: the 10th-90th percentile of measured/estimate in the leave-one-source-out residuals, per engine "
         "family and decode/prefill (`predict` prints them as `range (p10-p90)`).",

@@ -138,7 +138,9 @@ def test_quantized_formats_keep_conventions():
 
 def test_ring_allreduce_pays_a_latency_per_step(tiny_config):
     """A ring all-reduce over N devices is a reduce-scatter then an all-gather: 2(N-1) messages in series, each
-    carrying 1/N of the data, so 2(N-1)/N of the message crosses each link and the latency is paid 2(N-1) times."""
+    carrying 1/N of the data, so 2(N-1)/N of the message crosses each link. Its latency is a fixed part (the
+    profile's allreduce latency: launch, synchronisation) plus NCCL's latency per ring step, 2(N-1) times: 0.4 µs
+    over NVLink, 1.0 µs over PCIe (NCCL src/graph/tuning.cc, ring, LL)."""
     from llm_roofline.hardware import load_hardware
     from llm_roofline.roofline import Efficiency, time_op
 
@@ -151,4 +153,6 @@ def test_ring_allreduce_pays_a_latency_per_step(tiny_config):
         eff = Efficiency(0.5, 0.5, 0.0, 3.0, "test")
         ceiling, estimate, *_ = time_op(op, hw, eff)
         assert ceiling == pytest.approx(op.comm_bytes / 450e9)
-        assert estimate == pytest.approx(op.comm_bytes / 450e9 / 0.5 + steps * 3e-6)
+        assert estimate == pytest.approx(op.comm_bytes / 450e9 / 0.5 + 3e-6 + steps * 0.4e-6)
+        pcie = load_hardware("4090")  # no NVLink: PCIe 4.0 x16, 64 GB/s both ways
+        assert time_op(op, pcie, eff)[1] == pytest.approx(op.comm_bytes / 32e9 / 0.5 + 3e-6 + steps * 1.0e-6)

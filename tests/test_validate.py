@@ -160,15 +160,15 @@ def synthetic_row(engine: str, model: str, hid: str, bandwidth: str, **cells) ->
             "bandwidth_gbps": bandwidth, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1", **cells}
 
 
-def fit_synthetic(tmp_path, rows: list[dict], measured) -> dict:
+def fit_synthetic(tmp_path, rows: list[dict], measured, header=HEADER) -> dict:
     """Profiles fitted on `rows` whose values are measured(row, measurement, ceiling, hbm): a known law."""
     from llm_roofline.calibrate import RowSet, fit_profiles
 
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows, header))
     rowset = RowSet([row_model(m) for m in got])
     for row, m, ceiling, hbm in zip(rows, got, rowset.ceilings(), rowset.hbm):
         row["value"] = f"{measured(row, m, ceiling, hbm):.6g}"
-    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows))
+    (got, _) = read_measurements(write_csv(tmp_path / "m.csv", rows, header))
     return fit_profiles(RowSet([row_model(m) for m in got]))
 
 
@@ -246,3 +246,37 @@ def test_queued_ttft_rows_are_validated_but_not_fitted(tmp_path):
     profile = fit_synthetic(tmp_path, rows, lambda row, m, ceiling, hbm:
                             ceiling / 0.5 * (3 if m.batch > 1 else 1))["engq"]
     assert profile.compute_efficiency == pytest.approx(0.5, abs=0.03)
+
+
+def test_launch_cost_per_layer_is_recovered_and_the_fixed_overhead_kept_apart(tmp_path):
+    """llama.cpp CUDA decode steps take memory / 80% of bandwidth + 300 µs, plus 40 µs per layer where kernels are
+    launched one by one (Pascal and Turing cards in 2025 builds; engines.replays_graph). Both numbers come back.
+    Metal steps are all launched kernel by kernel: a fixed part cannot be told from a per-layer one with two layer
+    counts, so that level fits the per-layer cost and keeps its parent's fixed overhead."""
+    from llm_roofline.architecture import load_model
+    from llm_roofline.engines import replays_graph
+    from llm_roofline.hardware import load_hardware
+
+    graphs = [("nvidia-rtx-4090", "1008"), ("nvidia-rtx-3090", "936.2"), ("nvidia-l40s", "864"),
+              ("nvidia-rtx-a6000", "768")]
+    launched = [("nvidia-rtx-2080-ti", "616"), ("nvidia-t4", "320"), ("nvidia-gtx-1080-ti", "484"),
+                ("nvidia-titan-xp", "547.6")]
+    rows = [{**synthetic_row("llama.cpp-cuda", model, hid, bw, weights="f16"), "build_date": "2025"}
+            for model in ("llama-2-7b", "llama-2-13b") for hid, bw in graphs + launched]
+    rows += [{**synthetic_row("llama.cpp-metal", model, hid, bw, weights="f16"), "build_date": "2025"}
+             for model in ("llama-2-7b", "llama-2-13b") for hid, bw in graphs]
+
+    def law(row, m, ceiling, hbm):
+        step = 1 / ceiling / 0.8 + 300e-6
+        if not replays_graph(m.engine, load_hardware(m.hardware_id), m.build_date):
+            step += 40e-6 * load_model(m.model).n_layers
+        return 1 / step
+
+    profiles = fit_synthetic(tmp_path, rows, law, header=[*HEADER, "build_date"])
+    cuda = profiles["llama.cpp-cuda"]
+    assert cuda.bandwidth_efficiency == pytest.approx(0.8, abs=0.03)
+    assert cuda.step_overhead_us == pytest.approx(300, rel=0.2)  # a geometric grid: 18% between points
+    assert cuda.launch_us_per_layer == pytest.approx(40, rel=0.2)
+    metal = profiles["llama.cpp-metal"]
+    assert metal.launch_us_per_layer > 0
+    assert metal.step_overhead_us == profiles["llama.cpp"].step_overhead_us

@@ -1,13 +1,17 @@
 """Engine efficiency profiles fitted to public measurements, and their honest (leave-one-source-out) error.
 
-A profile has eleven numbers with a physical meaning, used by the estimate in place of the device-class defaults:
+A profile has twelve numbers with a physical meaning, used by the estimate in place of the device-class defaults:
   bandwidth_efficiency   fraction of peak memory bandwidth the engine's decode kernels reach
   compute_efficiency     fraction of the peak matmul rate its prefill reaches (for the format's matmul dtype)
   step_overhead_us       fixed time per decode step (launches, graph build, sampling, host sync)
   prefill_overhead_us    fixed time per prefill pass (request admission, tokenisation, the first graph build)
-  allreduce_us           latency of one step of a tensor-parallel ring all-reduce over a scale-up link (NVLink,
-                         Infinity Fabric; 2(N-1) steps over N devices), on top of its bytes over the link;
-                         allreduce_pcie_us the same over PCIe
+  allreduce_us           fixed latency of one tensor-parallel all-reduce over a scale-up link (NVLink, Infinity
+                         Fabric: launch and synchronisation), on top of its bytes over the link and NCCL's latency per
+                         ring step (2(N-1) steps over N devices; roofline.allreduce_hop_us); allreduce_pcie_us the
+                         same over PCIe
+  launch_us_per_layer    per layer, the host's cost of launching a decode step's kernels one by one, paid where the
+                         engine does not replay the step as one captured graph (engines.replays_graph: llama.cpp
+                         before CUDA graphs, on GPUs they were not enabled for, and on its other backends)
   bw_factor_8bit, bw_factor_4bit  multipliers of the bandwidth efficiency for 8-bit and <= 6-bit weight formats,
                          whose decode kernels spend time dequantising (shared by all engines, learnt from the
                          contrast between formats within each engine, alternating with the hierarchy below)
@@ -41,16 +45,16 @@ from .files import write_json
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (5.0, 1000.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
-          "allreduce_pcie_us": (2.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
-          "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2)}
+          "allreduce_us": (3.0, 50.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+          "allreduce_pcie_us": (3.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
+          "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2), "launch_us_per_layer": (0.0, 300.0)}
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
           "bw_factor_hbm")  # fractions and factors: 1 at the ceiling (the rest, times and cycles, are 0 there)
 LINEAR_GRID = (*LINEAR, "unpack_cycles_per_weight")  # searched on an even grid (the rest on a geometric one)
 DEFAULT = {"bandwidth_efficiency": 0.8, "compute_efficiency": 0.6, "step_overhead_us": 200.0, "allreduce_us": 5.0,
            "int8_compute_efficiency": 0.3, "prefill_overhead_us": 200.0, "allreduce_pcie_us": 5.0,
            "bw_factor_8bit": 1.0, "bw_factor_4bit": 1.0, "bw_factor_hbm": 1.0,
-           "unpack_cycles_per_weight": 0.0}
+           "unpack_cycles_per_weight": 0.0, "launch_us_per_layer": 0.0}
 MIN_ROWS = 8  # a level with fewer rows than this inherits its parent's profile
 DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
 
@@ -68,8 +72,8 @@ class RowSet:
         d_k, p_k, d_u, p_u = [], [], [], []
         self.hbm = np.zeros(n, dtype=bool)
         self.pipeline = np.ones(n)
-        self.d_link, self.d_ar = np.zeros(n), np.zeros(n)
-        self.p_link, self.p_ar = np.zeros(n), np.zeros(n)
+        self.d_link, self.d_ar, self.d_hops, self.p_link, self.p_ar, self.p_hops = (np.zeros(n) for _ in range(6))
+        self.d_nl = np.zeros(n)  # layers launched kernel by kernel in a decode step (0: one graph per step)
         for r, rm in enumerate(models):
             for s in rm.decode:
                 k = len(rm.decode)
@@ -83,6 +87,8 @@ class RowSet:
                 self.hbm[r] = s.hbm
                 self.d_link[r] += s.t_link / k
                 self.d_ar[r] += s.allreduces / k
+                self.d_nl[r] += s.launch_layers / k
+                self.d_hops[r] += s.t_hops / k
             if rm.prefill is not None:
                 p_tc.append(rm.prefill.t_compute)
                 p_tm.append(rm.prefill.t_memory)
@@ -93,6 +99,7 @@ class RowSet:
                 self.pipeline[r] = rm.prefill.pipeline
                 self.p_link[r] = rm.prefill.t_link
                 self.p_ar[r] = rm.prefill.allreduces
+                self.p_hops[r] = rm.prefill.t_hops
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
         self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
         self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
@@ -111,17 +118,19 @@ class RowSet:
 
     def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
         """params: (n, len(PARAMS)) per row -> the metric each row reports."""
-        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh, cpw = (params[:, i] for i in range(len(PARAMS)))
+        bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh, cpw, lpl = (params[:, i] for i in range(len(PARAMS)))
         bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4]) * np.where(self.hbm, fh, 1.0)
         d_k, p_k = (1.0, 1.0) if ceiling else (self.d_k, self.p_k)
         ar = np.where(self.pcie, ar_pcie, ar)
         ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
         d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
         d_op = (np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) + cpw[self.d_seg] * self.d_u) * self.d_w
-        step = np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + ov
+        hops = (0.0, 0.0) if ceiling else (self.d_hops, self.p_hops)  # latencies are no part of a ceiling
+        step = (np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + hops[0] + ov
+                + lpl * 1e-6 * self.d_nl)
         p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
         p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg]) + cpw[self.p_seg] * self.p_u
-        ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + pov
+        ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + hops[1] + pov
         if ceiling:
             ttft = ttft / self.pipeline
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -149,8 +158,15 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     prefill_ids = [METRICS.index(m) for m in ("prefill_tok_s", "ttft_ms", "throughput_tok_s")]
     active = []
     if np.isin(rows.metric, decode_ids).any():
-        active += ["bandwidth_efficiency", "step_overhead_us"]
         decode_rows = np.isin(rows.metric, decode_ids)
+        if (rows.d_nl > 0).any():
+            active += ["launch_us_per_layer"]
+        active += ["bandwidth_efficiency"]
+        # A step launched kernel by kernel costs launch_us_per_layer x layers on top of the fixed step overhead;
+        # only steps replayed as one graph show the fixed part alone, so only levels with such rows refit it (the
+        # rest inherit it: two llama.cpp models of 32 and 80 layers cannot tell a fixed cost from a per-layer one)
+        if (decode_rows & (rows.d_nl == 0)).any():
+            active += ["step_overhead_us"]
         if not balance and (rows.hbm & decode_rows).any() and (~rows.hbm & decode_rows).any():
             active += ["bw_factor_hbm"]  # only a level measured on both kinds of memory can tell them apart
         if (rows.d_u > 0).any() or (rows.p_u > 0).any():

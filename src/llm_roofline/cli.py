@@ -470,6 +470,8 @@ def hardware_show(name: str, as_json: JsonOpt = False) -> None:
               f"{h.link_name or 'none published'} ({h.link_gbps:,.1f} GB/s per direction)")
     peaks = ", ".join(f"{k} {v:g}" for k, v in h.peak_tflops.items() if v)
     con.print(f"dense peaks (TFLOPS/TOPS): {peaks or 'none published'}")
+    if h.compute_capability:
+        con.print(f"CUDA compute capability {h.compute_capability:g}")
     ridge = h.ridge_point()
     con.print(f"ridge point (fp16): {ridge:,.0f} FLOP/byte" if ridge else "ridge point: unknown")
     d = h.defaults

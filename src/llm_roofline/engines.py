@@ -20,7 +20,7 @@ from .hardware import Hardware
 PROFILES_JSON = catalog.CATALOG_DIR / "engine_profiles.json"
 PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
           "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm",
-          "unpack_cycles_per_weight")
+          "unpack_cycles_per_weight", "launch_us_per_layer")
 # NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
 FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 
@@ -42,6 +42,9 @@ class Profile:
     # SM cycles a decode kernel spends per block-quantised weight unpacking and scaling it, on top of reading it:
     # time grows with weights / (SMs x clock) as well as bytes / bandwidth (profiles written before it: 0)
     unpack_cycles_per_weight: float = 0.0
+    # per layer, the cost of launching a decode step's kernels one by one from the host where the engine does not
+    # replay a captured graph (replays_graph); 0 where it does, or for profiles written before it
+    launch_us_per_layer: float = 0.0
     rows: int = 0  # measurements it was fitted on (0: inherited)
 
     def params(self) -> tuple[float, ...]:
@@ -92,8 +95,31 @@ def engine_names() -> list[str]:
     return sorted(shipped_profiles()[0])
 
 
-def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[str, Profile] | None = None):
-    """The estimate's inputs for `engine` running `fmt` on `hw`, from its profile."""
+# llama.cpp's CUDA backend replays each decode step as one CUDA graph from PR #6766 (merged 2024-05-08) on GPUs of
+# compute capability 8.0 and newer, and on Volta and Turing (7.x) from PR #25749 (merged 2026-07); older GPUs,
+# older builds and its other backends (Metal, Vulkan, and ROCm, whose HIP graphs are off by default) launch every
+# kernel from the host. A build dated by month only counts from the first month after the merge.
+LLAMA_CPP_CUDA_GRAPHS = ((8.0, "2024-06"), (7.0, "2026-08"))
+
+
+def replays_graph(engine: str | None, hw: Hardware, build_date: str = "") -> bool:
+    """Whether a decode step is launched as one captured graph (a fixed cost per step) rather than kernel by
+    kernel (a cost per layer: Profile.launch_us_per_layer). Modelled for llama.cpp, whose builds and backends
+    differ; every other engine's per-step cost is one fitted number (step_overhead_us). No build_date: a current
+    build."""
+    if family(engine or "") != "llama.cpp":
+        return True
+    if engine != "llama.cpp-cuda":
+        return False
+    cc = hw.compute_capability
+    if cc is None:  # not an NVIDIA record the catalog knows: assume a recent GPU
+        return not build_date or build_date >= LLAMA_CPP_CUDA_GRAPHS[0][1]
+    return any(cc >= min_cc and (not build_date or build_date >= since) for min_cc, since in LLAMA_CPP_CUDA_GRAPHS)
+
+
+def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[str, Profile] | None = None,
+                   n_layers: int = 0, build_date: str = ""):
+    """The estimate's inputs for `engine` running `fmt` on `hw` (a model of n_layers), from its profile."""
     from .roofline import Efficiency
 
     profiles = profiles if profiles is not None else shipped_profiles()[0]
@@ -103,13 +129,16 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
                         f"known: {', '.join(sorted(known))}")
     key, p = lookup(profiles, engine)
     factor = (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)] * (p.bw_factor_hbm if hw.hbm else 1.0)
+    launch_us = 0.0 if replays_graph(engine, hw, build_date) else p.launch_us_per_layer * n_layers
     return Efficiency(
         bandwidth=min(1.0, p.bandwidth_efficiency * factor),
         compute=p.compute_efficiency,
-        step_overhead_us=p.step_overhead_us,
+        step_overhead_us=p.step_overhead_us + launch_us,
         allreduce_latency_us=p.allreduce_us if hw.link_gbps_bidir else p.allreduce_pcie_us,
         source=f"engine profile {key!r} (fitted on {p.rows} public measurements; catalog/engine_profiles.json)"
-               + (f"; bandwidth x{p.bw_factor_hbm:.2f} on HBM" if hw.hbm and p.bw_factor_hbm != 1 else ""),
+               + (f"; bandwidth x{p.bw_factor_hbm:.2f} on HBM" if hw.hbm and p.bw_factor_hbm != 1 else "")
+               + (f"; step overhead {p.step_overhead_us:,.0f} µs + kernels launched one by one (no CUDA graph): "
+                  f"{p.launch_us_per_layer:,.0f} µs x {n_layers} layers" if launch_us else ""),
         int8_compute=p.int8_compute_efficiency,
         prefill_overhead_us=p.prefill_overhead_us,
         unpack_cycles_per_weight=p.unpack_cycles_per_weight,
@@ -125,3 +154,4 @@ def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tu
             low, high = ranges[key][kind]
             return float(low), float(high)
     return 1.0, 1.0
+

@@ -168,10 +168,12 @@ class HardwareInfo:
     sources: tuple[str, ...]
     aliases: tuple[str, ...] = ()
     # further inputs of the estimate: HBM or not (an engine's bw_factor_hbm), SM cycles per second (unpack time),
-    # the rate quantised-activation kernels are scaled by (Hardware.quantized_matmul_tops)
+    # the rate quantised-activation kernels are scaled by (Hardware.quantized_matmul_tops), the CUDA compute
+    # capability (engines.replays_graph)
     memory_type: str | None = None
     sm_cycles_per_s: float | None = None
     quantized_matmul_tops: float | None = None
+    compute_capability: float | None = None  # NVIDIA: decides whether an engine replays CUDA graphs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -229,6 +231,14 @@ def unpack_s_per_cycle(op: Op, hw: Hardware) -> float:
     return 0.0
 
 
+def allreduce_hop_us(hw: Hardware) -> float:
+    """Latency of one step of a ring all-reduce (2(N-1) steps over N devices) on the device's link, in µs: NCCL's
+    own tuning model for small messages (src/graph/tuning.cc, hwLat, ring, LL protocol): 0.4 over NVLink-class
+    links, 1.0 over PCIe. The fixed part of each all-reduce (launch, synchronisation) is the engine profile's
+    allreduce_us, fitted."""
+    return 0.4 if hw.link_gbps_bidir else 1.0
+
+
 def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float, float, str]:
     """(ceiling s, estimate s, compute s, memory s, dtype used) of one instance of an operator."""
     peak, dtype = hw.peak(op.compute)
@@ -236,7 +246,8 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
     t_memory = op.bytes / (hw.bandwidth_gbps * 1e9)
     if op.kind == "allreduce":
         t_link = op.comm_bytes / (hw.link_gbps * 1e9)
-        return t_link, t_link / eff.bandwidth + eff.allreduce_latency_us * 1e-6 * op.latency_steps, 0.0, 0.0, dtype
+        latency_us = eff.allreduce_latency_us + op.latency_steps * allreduce_hop_us(hw)
+        return t_link, t_link / eff.bandwidth + latency_us * 1e-6, 0.0, 0.0, dtype
     ceiling = max(t_compute, t_memory)
     compute_eff, t_kernel = eff.compute, t_compute
     if dtype == "int8" and eff.int8_compute:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
@@ -327,7 +338,7 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
     if engine:
         from .engines import efficiency_for
 
-        base = efficiency_for(engine, fmt, hw)
+        base = efficiency_for(engine, fmt, hw, n_layers=n_layers)
     else:
         d = hw.defaults
         step_us, layer_us = hw.overheads_at(batch, fmt.id if fmt is not None else "f32")
@@ -455,7 +466,8 @@ def predict(
                         spec.source),
         hardware=HardwareInfo(hw.id, hw.name, hw.bandwidth_gbps, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
                               hw.ridge_point(fmt.compute), *reversed(hw.peak(fmt.compute)), hw.confidence,
-                              hw.sources, hw.aliases, hw.memory_type, hw.sm_cycles_per_s, hw.quantized_matmul_tops),
+                              hw.sources, hw.aliases, hw.memory_type, hw.sm_cycles_per_s, hw.quantized_matmul_tops,
+                              hw.compute_capability),
         workload=Workload(fmt.id, kv_name, batch, prompt, depth, gen, tp, engine),
         efficiency=eff,
         decode=decode_result,

@@ -22,12 +22,13 @@ import numpy as np
 
 from . import catalog
 from .architecture import load_model
+from .engines import replays_graph
 from .errors import UserError
 from .formats import kv_bits, load_format
 from .hardware import Hardware, load_hardware
 from .memory import memory_budget
 from .ops import Step, step_ops
-from .roofline import DECODE_SAMPLES, Efficiency, time_op, unpack_s_per_cycle
+from .roofline import DECODE_SAMPLES, Efficiency, allreduce_hop_us, time_op, unpack_s_per_cycle
 
 REQUIRED = ("source", "engine", "hardware", "bandwidth_gbps", "devices", "parallel", "model", "weights", "batch",
             "prompt_tokens", "kv_depth", "gen_tokens", "metric", "value")
@@ -247,10 +248,12 @@ class StepTimes:
     kernel_scale: np.ndarray  # estimate's compute time / ceiling's (Hardware.quantized_matmul_tops; else 1)
     t_unpack: np.ndarray  # roofline.unpack_s_per_cycle (x unpack_cycles_per_weight: seconds)
     t_link: float
-    allreduces: int  # message latencies in series: all-reduces x 2(N-1) ring steps
+    allreduces: int  # all-reduces in series (each pays the profile's fixed latency)
     pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
     pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)
     hbm: bool = False  # the device's memory is HBM (Profile.bw_factor_hbm)
+    launch_layers: int = 0  # layers whose kernels are launched one by one (engines.replays_graph; decode only)
+    t_hops: float = 0.0  # all-reduce ring-step latencies in series, seconds (roofline.allreduce_hop_us)
 
 
 @dataclass(frozen=True)
@@ -266,13 +269,14 @@ class RowModel:
 
 def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
     unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
-    tc, tm, int8, unpack, link, ars = [], [], [], [], 0.0, 0
+    tc, tm, int8, unpack, link, ars, hops = [], [], [], [], 0.0, 0, 0.0
     int8_scale = hw.peak("int8")[0] / hw.quantized_matmul_tops if hw.quantized_matmul_tops else 1.0
     for op in step_ops(spec, fmt, bits, step):
         ceiling, _, t_c, t_m, dtype = time_op(op, hw, unit)
         if op.kind == "allreduce":
             link += op.count * ceiling
-            ars += op.count * op.latency_steps
+            ars += op.count
+            hops += op.count * op.latency_steps * allreduce_hop_us(hw) * 1e-6
         else:
             tc.append(op.count * t_c)
             tm.append(op.count * t_m)
@@ -280,7 +284,7 @@ def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
             unpack.append(op.count * unpack_s_per_cycle(op, hw))
     int8 = np.array(int8, dtype=bool)
     return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), np.array(unpack), link, ars,
-                     pcie=not hw.link_gbps_bidir, hbm=hw.hbm)
+                     pcie=not hw.link_gbps_bidir, hbm=hw.hbm, t_hops=hops)
 
 
 def row_model(m: Measurement) -> RowModel:
@@ -308,6 +312,8 @@ def row_model(m: Measurement) -> RowModel:
         samples = min(gen, DECODE_SAMPLES)
         decode = [_step_times(spec, fmt, bits, Step(m.batch, 1, start + (k + 0.5) * gen / samples, tp), hw)
                   for k in range(samples)]
+        if not replays_graph(m.engine, hw, m.build_date):
+            decode = [replace(s, launch_layers=spec.n_layers) for s in decode]
     length = m.kv_depth + m.prompt_tokens + (m.gen_tokens or 0)
     mem = memory_budget(spec, fmt, bits, m.batch, max(m.prompt_tokens, 1), length, tp, hw.memory_gb,
                         hw.defaults.runtime_overhead_gb)

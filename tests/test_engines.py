@@ -1,0 +1,62 @@
+"""Engine profiles: which decode steps replay a captured graph, and what the estimate takes from a profile."""
+
+from dataclasses import replace
+
+import pytest
+
+from llm_roofline.engines import efficiency_for, replays_graph, shipped_profiles
+from llm_roofline.formats import load_format
+from llm_roofline.hardware import load_hardware
+
+
+@pytest.mark.parametrize("engine,device,build,graphs", [
+    # llama.cpp CUDA: graphs from PR #6766 (2024-05-08) on compute capability >= 8.0 ...
+    ("llama.cpp-cuda", "4090", "2024-05", False),  # a May build counts as before the merge
+    ("llama.cpp-cuda", "4090", "2024-06", True),
+    ("llama.cpp-cuda", "a100", "2023-11", False),
+    ("llama.cpp-cuda", "a100", "2025", True),
+    ("llama.cpp-cuda", "4090", "", True),  # no date: a current build
+    # ... and on Volta / Turing (7.x) only from PR #25749 (2026-07); never on Pascal
+    ("llama.cpp-cuda", "t4", "2025", False),
+    ("llama.cpp-cuda", "v100", "2026-08", True),
+    ("llama.cpp-cuda", "t4", "", True),
+    ("llama.cpp-cuda", "nvidia-gtx-1080-ti", "", False),
+    # other llama.cpp backends launch kernel by kernel; other engines' per-step cost is one fitted number
+    ("llama.cpp-metal", "m2-ultra", "", False),
+    ("llama.cpp-vulkan", "4090", "2025", False),
+    ("llama.cpp-rocm", "mi300x", "", False),
+    ("vllm", "t4", "2023-11", True),
+    ("gpt-fast", "a100", "", True),
+])
+def test_which_decode_steps_replay_a_graph(engine, device, build, graphs):
+    assert replays_graph(engine, load_hardware(device), build) is graphs
+
+
+def test_compute_capability_is_in_the_catalog():
+    assert load_hardware("4090").compute_capability == 8.9
+    assert load_hardware("t4").compute_capability == 7.5
+    assert load_hardware("nvidia-tesla-p100-pcie-16gb").compute_capability == 6.0
+    assert load_hardware("mi300x").compute_capability is None
+
+
+def test_launch_cost_per_layer_joins_the_step_overhead_only_without_graphs():
+    """step overhead = the profile's fixed part + launch_us_per_layer x layers where kernels are launched one by
+    one: 250 + 40 x 32 = 1530 µs for a 32-layer model on a Pascal card, 250 µs on an Ada card."""
+    profiles = {k: replace(v, step_overhead_us=250.0, launch_us_per_layer=40.0)
+                for k, v in shipped_profiles()[0].items()}
+    q4 = load_format("q4_0")
+    pascal = efficiency_for("llama.cpp-cuda", q4, load_hardware("nvidia-gtx-1080-ti"), profiles, n_layers=32)
+    ada = efficiency_for("llama.cpp-cuda", q4, load_hardware("4090"), profiles, n_layers=32)
+    assert pascal.step_overhead_us == pytest.approx(1530.0)
+    assert "40 µs x 32 layers" in pascal.source
+    assert ada.step_overhead_us == pytest.approx(250.0)
+    old = efficiency_for("llama.cpp-cuda", q4, load_hardware("4090"), profiles, n_layers=80, build_date="2024-01")
+    assert old.step_overhead_us == pytest.approx(250.0 + 40 * 80)
+
+
+def test_predict_counts_the_model_layers_in_the_launch_cost():
+    from llm_roofline import predict
+
+    profile = shipped_profiles()[0]["llama.cpp-cuda"]
+    p = predict("llama-2-7b", "nvidia-gtx-1080-ti", weights="q4_0", engine="llama.cpp-cuda")
+    assert p.efficiency.step_overhead_us == pytest.approx(profile.step_overhead_us + 32 * profile.launch_us_per_layer)
