@@ -61,3 +61,10 @@ def test_predict_counts_the_model_layers_in_the_launch_cost():
     assert profile.launch_us_per_layer > 0  # fitted on rows that launch kernel by kernel (Pascal, 2024 builds)
     p = predict("llama-2-7b", "nvidia-gtx-1080-ti", weights="q4_0", engine="llama.cpp-cuda")
     assert p.efficiency.step_overhead_us == pytest.approx(profile.step_overhead_us + 32 * profile.launch_us_per_layer)
+
+
+def test_a_device_without_compute_capability_is_taken_as_recent():
+    from llm_roofline.hardware import Hardware
+
+    hw = Hardware(id="row:GPU", name="GPU", category="consumer_gpu", memory_gb=8, bandwidth_gbps=500, peak_tflops={})
+    assert [replays_graph("llama.cpp-cuda", hw, d) for d in ("", "2024-05", "2025")] == [True, False, True]

@@ -111,9 +111,8 @@ def replays_graph(engine: str | None, hw: Hardware, build_date: str = "") -> boo
         return True
     if engine != "llama.cpp-cuda":
         return False
-    cc = hw.compute_capability
-    if cc is None:  # not an NVIDIA record the catalog knows: assume a recent GPU
-        return not build_date or build_date >= LLAMA_CPP_CUDA_GRAPHS[0][1]
+    # a device the catalog gives no compute capability (not an NVIDIA record it knows): taken as a recent GPU
+    cc = hw.compute_capability if hw.compute_capability is not None else LLAMA_CPP_CUDA_GRAPHS[0][0]
     return any(cc >= min_cc and (not build_date or build_date >= since) for min_cc, since in LLAMA_CPP_CUDA_GRAPHS)
 
 
@@ -154,4 +153,3 @@ def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tu
             low, high = ranges[key][kind]
             return float(low), float(high)
     return 1.0, 1.0
-
