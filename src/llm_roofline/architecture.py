@@ -8,6 +8,7 @@ configuration_*.py). Every count here is in parameters (numbers), not bytes: for
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -146,6 +147,14 @@ DEFAULTS: dict[str, dict] = {
                "new_decoder_architecture": False, "max_position_embeddings": 2048},
 }
 SUPPORTED = sorted(DEFAULTS)
+# Physical bounds on what a config may say. Every size field is at most MAX_SIZE (the widest real tensors are
+# ~2^18: a 262k vocabulary), layer counts at most MAX_LAYERS (the deepest published decoders have ~120), so that
+# a mutated or hostile config is refused in microseconds instead of building millions of layers.
+MAX_SIZE = 1 << 24
+MAX_LAYERS = 1024
+MAX_POSITIONS = 1 << 28
+LAYER_KEYS = ("num_hidden_layers", "n_layer")
+POSITION_KEYS = ("max_position_embeddings", "n_positions")
 DTYPES = {"bfloat16": "bf16", "float16": "f16", "float32": "f32", "half": "f16", "float": "f32"}
 
 
@@ -164,14 +173,32 @@ class _Config:
                 return self.data[key]
         return default
 
-    def int(self, *keys: str, default: int | None = None, minimum: int = 1) -> int:
+    def int(self, *keys: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int:
         value = self.get(*keys, default=default)
         if value is None:
             raise UserError(f"{self.origin}: missing field {' / '.join(repr(k) for k in keys)} "
                             f"(model_type {self.model_type!r})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-            raise UserError(f"{self.origin}: field {keys[0]!r} must be an integer >= {minimum}, got {value!r}")
+        if maximum is None:
+            maximum = MAX_LAYERS if keys[0] in LAYER_KEYS else MAX_POSITIONS if keys[0] in POSITION_KEYS else MAX_SIZE
+        name = next((k for k in keys if self.data.get(k) is not None), keys[0])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                int(value) != value or not minimum <= value <= maximum:
+            raise UserError(f"{self.origin}: field {name!r} must be an integer from {minimum} to {maximum:,}, "
+                            f"got {value!r}")
         return int(value)
+
+    def optional_int(self, *keys: str, minimum: int = 1) -> int | None:
+        """An integer field that may be absent or null."""
+        return None if self.get(*keys) is None else self.int(*keys, minimum=minimum)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        """A boolean field: true/false (or 0/1); a string such as "false" is refused rather than read as true."""
+        value = self.get(key, default=default)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise UserError(f"{self.origin}: field {key!r} must be true or false, got {value!r}")
 
 
 def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
@@ -192,12 +219,15 @@ def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
 def spec_from_config(raw: dict, model_id: str, origin: str = "config.json") -> ModelSpec:
     if not isinstance(raw, dict):
         raise UserError(f"{origin}: expected a JSON object")
+    _reject_non_finite(raw, origin)
     text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else None
     model_type = (text or {}).get("model_type") or raw.get("model_type")
     if text is not None and model_type is None:
         model_type = f"{raw.get('model_type', '')}_text"
     if not model_type:
         raise UserError(f"{origin}: missing field 'model_type'")
+    if not isinstance(model_type, str):
+        raise UserError(f"{origin}: field 'model_type' must be a string, got {model_type!r}")
     model_type = {"gemma3": "gemma3_text", "gemma4": "gemma4_text", "qwen3_5": "qwen3_5_text"}.get(model_type,
                                                                                                    model_type)
     data = {**raw, **(text or {})} if text else raw
@@ -210,7 +240,54 @@ def spec_from_config(raw: dict, model_id: str, origin: str = "config.json") -> M
     if model_type not in DEFAULTS:
         notes.append(f"model_type {model_type!r} has no dedicated reader; read as a Llama-style decoder")
     reader = _READERS.get(model_type, _read_llama_like)
-    return reader(cfg, model_id, dtype, notes)
+    return check_spec(reader(cfg, model_id, dtype, notes))
+
+
+def _reject_non_finite(data, origin: str, path: str = "", depth: int = 0) -> None:
+    """NaN and Infinity are not JSON, but Python's reader accepts them; no size or rate may be one."""
+    if depth > 64:
+        raise UserError(f"{origin}: nested more than 64 levels deep")
+    if isinstance(data, float) and not math.isfinite(data):
+        raise UserError(f"{origin}: field {path or 'value'!r} is {data!r}; every number must be finite")
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _reject_non_finite(v, origin, f"{path}.{k}" if path else str(k), depth + 1)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _reject_non_finite(v, origin, f"{path}[{i}]", depth + 1)
+
+
+def check_spec(spec: ModelSpec) -> ModelSpec:
+    """Cross-field consistency of a normalised spec, checked once for every reader: what the operators and the
+    memory model assume (heads divisible by KV heads, top-k within the experts, positive windows)."""
+    o = spec.source or spec.id
+    for i, layer in enumerate(spec.layers):
+        if layer.n_heads % layer.n_kv_heads:
+            raise UserError(f"{o}: layer {i} has {layer.n_heads} attention heads, not a multiple of its "
+                            f"{layer.n_kv_heads} KV heads")
+        if layer.window is not None and layer.window < 1:
+            raise UserError(f"{o}: sliding window must be >= 1 token, got {layer.window}")
+        if layer.mlp in ("dense", "moe+dense") and layer.intermediate < 1:
+            raise UserError(f"{o}: layer {i} has a dense MLP of width {layer.intermediate}")
+    moe = spec.moe
+    if moe is not None:
+        if not 1 <= moe.top_k <= moe.n_experts:
+            raise UserError(f"{o}: experts per token ({moe.top_k}) must be between 1 and the number of experts "
+                            f"({moe.n_experts})")
+        for name in ("n_shared", "shared_intermediate"):
+            value = getattr(moe, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+                raise UserError(f"{o}: {name} must be an integer from 0 to {MAX_SIZE:,}, got {value!r}")
+        if moe.n_shared and moe.shared_intermediate < 1:
+            raise UserError(f"{o}: {moe.n_shared} shared expert(s) of width {moe.shared_intermediate}")
+    if spec.mla is not None:
+        for name, value in asdict(spec.mla).items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+                raise UserError(f"{o}: MLA field {name} must be an integer from 0 to {MAX_SIZE:,}, got {value!r}")
+    mp = spec.max_position
+    if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or not 1 <= mp <= MAX_POSITIONS):
+        raise UserError(f"{o}: max_position_embeddings must be an integer from 1 to {MAX_POSITIONS:,}, got {mp!r}")
+    return spec
 
 
 def _common(cfg: _Config, model_id: str, dtype: str, notes: list[str], layers: list[LayerSpec], **kw) -> ModelSpec:
@@ -220,8 +297,8 @@ def _common(cfg: _Config, model_id: str, dtype: str, notes: list[str], layers: l
         hidden_size=cfg.int("hidden_size", "n_embd", "d_model"),
         vocab_size=cfg.int("vocab_size"),
         layers=tuple(layers),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", default=False)),
-        max_position=cfg.get("max_position_embeddings", "n_positions"),
+        tie_embeddings=cfg.flag("tie_word_embeddings"),
+        max_position=cfg.optional_int("max_position_embeddings", "n_positions"),
         checkpoint_dtype=dtype,
         source=cfg.origin,
         notes=tuple(notes),
@@ -242,11 +319,12 @@ def _attention_shape(cfg: _Config) -> tuple[int, int, int]:
 
 def _windows(cfg: _Config, n_layers: int) -> list[int | None]:
     """Per-layer sliding windows from layer_types, or from the family's fixed pattern."""
-    window = cfg.get("sliding_window")
+    window = cfg.optional_int("sliding_window")
     types = cfg.get("layer_types")
-    if isinstance(types, list):
-        if len(types) != n_layers:
-            raise UserError(f"{cfg.origin}: layer_types has {len(types)} entries for {n_layers} layers")
+    if types is not None:
+        _check_layer_types(cfg, types, n_layers, ("full_attention", "sliding_attention"))
+        if window is None and "sliding_attention" in types:
+            raise UserError(f"{cfg.origin}: layer_types has sliding_attention layers but no sliding_window")
         return [window if t == "sliding_attention" else None for t in types]
     mt = cfg.model_type
     if mt == "gemma2":  # even layers slide (Gemma2DecoderLayer: is_sliding = not layer_idx % 2)
@@ -254,11 +332,21 @@ def _windows(cfg: _Config, n_layers: int) -> list[int | None]:
     if mt == "gemma3_text":  # every sliding_window_pattern-th layer is global
         pattern = cfg.int("sliding_window_pattern")
         return [None if (i + 1) % pattern == 0 else window for i in range(n_layers)]
-    if mt in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not cfg.get("use_sliding_window"):
+    if mt in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe") and not cfg.flag("use_sliding_window"):
         return [None] * n_layers
     if mt in ("mistral", "mixtral", "phi3", "llama") or mt not in DEFAULTS:
         return [window] * n_layers if window else [None] * n_layers
     return [None] * n_layers
+
+
+def _check_layer_types(cfg: _Config, types, n_layers: int, known: tuple[str, ...]) -> None:
+    if not isinstance(types, list) or len(types) != n_layers:
+        size = len(types) if isinstance(types, list) else "no list of"
+        raise UserError(f"{cfg.origin}: layer_types has {size} entries for {n_layers} layers")
+    unknown = sorted({str(t) for t in types if t not in known})
+    if unknown:
+        raise UserError(f"{cfg.origin}: layer_types entries {', '.join(unknown)} are not modelled for "
+                        f"{cfg.model_type!r} (known: {', '.join(known)})")
 
 
 def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
@@ -273,11 +361,14 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
         moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
         mlp = ["moe"] * n_layers
     elif mt in ("qwen3_moe", "qwen2_moe"):
+        shared = cfg.optional_int("shared_expert_intermediate_size", minimum=0) or 0
         moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
-                      n_shared=1 if cfg.get("shared_expert_intermediate_size") else 0,
-                      shared_intermediate=cfg.get("shared_expert_intermediate_size", default=0))
+                      n_shared=1 if shared else 0, shared_intermediate=shared)
         step = cfg.int("decoder_sparse_step")
-        dense_only = set(cfg.get("mlp_only_layers", default=[]))
+        dense_only = cfg.get("mlp_only_layers", default=[])
+        if not isinstance(dense_only, list) or not all(isinstance(i, int) for i in dense_only):
+            raise UserError(f"{cfg.origin}: field 'mlp_only_layers' must be a list of layer indices")
+        dense_only = set(dense_only)
         mlp = ["moe" if (i + 1) % step == 0 and i not in dense_only else "dense" for i in range(n_layers)]
     intermediate = cfg.int("intermediate_size")
     layers = [LayerSpec("gqa", heads, kv, head_dim, w, mlp=m, intermediate=intermediate)
@@ -291,9 +382,9 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
         kw["qk_norm"] = "full"
     if mt in ("qwen2", "qwen2_moe"):
         kw["attn_bias"] = True
-    elif cfg.get("attention_bias"):
+    elif cfg.flag("attention_bias"):
         kw["attn_bias"] = kw["attn_out_bias"] = True
-    if cfg.get("mlp_bias"):
+    if cfg.flag("mlp_bias"):
         kw["mlp_bias"] = True
     return _common(cfg, model_id, dtype, notes, layers, moe=moe, **kw)
 
@@ -301,11 +392,11 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
 def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     n_layers = cfg.int("num_hidden_layers")
     heads = cfg.int("num_attention_heads")
-    mla = MLASpec(cfg.get("q_lora_rank") or 0, cfg.int("kv_lora_rank"), cfg.int("qk_nope_head_dim"),
+    mla = MLASpec(cfg.optional_int("q_lora_rank", minimum=0) or 0, cfg.int("kv_lora_rank"), cfg.int("qk_nope_head_dim"),
                   cfg.int("qk_rope_head_dim"), cfg.int("v_head_dim"))
     first_dense, freq = cfg.int("first_k_dense_replace", minimum=0), cfg.int("moe_layer_freq")
     moe = MoESpec(cfg.int("n_routed_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
-                  n_shared=cfg.get("n_shared_experts") or 0,
+                  n_shared=cfg.optional_int("n_shared_experts", minimum=0) or 0,
                   shared_intermediate=cfg.int("moe_intermediate_size"),
                   router_bias=cfg.get("topk_method") == "noaux_tc")  # e_score_correction_bias
     intermediate = cfg.int("intermediate_size")
@@ -332,10 +423,10 @@ def _read_gemma4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
     heads, kv, head_dim = _attention_shape(cfg)
     global_kv = cfg.int("num_global_key_value_heads", default=kv)
     global_dim = cfg.int("global_head_dim", default=head_dim)
-    k_eq_v = bool(cfg.get("attention_k_eq_v"))
+    k_eq_v = cfg.flag("attention_k_eq_v")
     moe = None
     mlp = "dense"
-    if cfg.get("enable_moe_block"):
+    if cfg.flag("enable_moe_block"):
         moe = MoESpec(cfg.int("num_experts"), cfg.int("top_k_experts"), cfg.int("moe_intermediate_size"))
         mlp = "moe+dense"
     intermediate = cfg.int("intermediate_size")
@@ -358,13 +449,12 @@ def _read_qwen3_5(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> 
                               cfg.int("linear_key_head_dim"), cfg.int("linear_value_head_dim"),
                               cfg.int("linear_conv_kernel_dim"))
     types = cfg.get("layer_types")
-    if not isinstance(types, list):
+    if types is None:
         interval = cfg.int("full_attention_interval")
         types = ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n_layers)]
-    if len(types) != n_layers:
-        raise UserError(f"{cfg.origin}: layer_types has {len(types)} entries for {n_layers} layers")
+    _check_layer_types(cfg, types, n_layers, ("full_attention", "linear_attention"))
     intermediate = cfg.int("intermediate_size")
-    gate = bool(cfg.get("attn_output_gate"))
+    gate = cfg.flag("attn_output_gate")
     layers = [LayerSpec("linear" if t == "linear_attention" else "gqa", heads, kv, head_dim, q_gate=gate,
                         intermediate=intermediate) for t in types]
     if cfg.get("mtp_num_hidden_layers"):
@@ -390,7 +480,7 @@ def _read_opt(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> Mode
     n_layers = cfg.int("num_hidden_layers")
     heads, _, head_dim = _attention_shape(cfg)
     hidden = cfg.int("hidden_size")
-    bias = bool(cfg.get("enable_bias"))
+    bias = cfg.flag("enable_bias")
     layers = [LayerSpec("gqa", heads, heads, head_dim, intermediate=cfg.int("ffn_dim")) for _ in range(n_layers)]
     proj = cfg.int("word_embed_proj_dim", default=hidden)
     return _common(cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", attn_bias=bias,
@@ -402,15 +492,15 @@ def _read_falcon(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
     n_layers = cfg.int("num_hidden_layers")
     hidden = cfg.int("hidden_size")
     heads = cfg.int("num_attention_heads")
-    if cfg.get("new_decoder_architecture"):
+    if cfg.flag("new_decoder_architecture"):
         kv = cfg.int("num_kv_heads", default=heads)
         norms = cfg.int("num_ln_in_parallel_attn", default=2)
     else:
-        kv = 1 if cfg.get("multi_query") else heads
-        norms = 1 if cfg.get("parallel_attn") else 2
+        kv = 1 if cfg.flag("multi_query") else heads
+        norms = 1 if cfg.flag("parallel_attn") else 2
     inter = cfg.int("ffn_hidden_size", default=4 * hidden)
     layers = [LayerSpec("gqa", heads, kv, hidden // heads, intermediate=inter) for _ in range(n_layers)]
-    bias = bool(cfg.get("bias"))
+    bias = cfg.flag("bias")
     return _common(cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", norms_per_layer=norms,
                    attn_bias=bias, attn_out_bias=bias, mlp_bias=bias)
 
@@ -475,11 +565,25 @@ def _catalog_model(mid: str) -> ModelSpec:
     return ModelSpec(**{**spec.__dict__, "aliases": (repo,) if repo else ()})
 
 
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _no_constant(name: str):
+    raise UserError(f"{name} is not a JSON number; every field of a config must be finite")
+
+
 def _from_file(path: Path, model_id: str, origin: str | None = None) -> ModelSpec:
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable JSON config ({exc})") from None
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: {size:,} bytes is too large for a config.json (at most {MAX_CONFIG_BYTES:,})")
+    try:
+        raw = json.loads(path.read_text(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UserError(f"{path}: not a readable JSON config ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                        ) from None
     return spec_from_config(raw, model_id, origin or str(path))
 
 

@@ -124,12 +124,12 @@ class RowSet:
         ar = np.where(self.pcie, ar_pcie, ar)
         ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
         d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
-        d_op = (np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg]) + cpw[self.d_seg] * self.d_u) * self.d_w
+        d_op = np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg] + cpw[self.d_seg] * self.d_u) * self.d_w
         hops = (0.0, 0.0) if ceiling else (self.d_hops, self.p_hops)  # latencies are no part of a ceiling
         step = (np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + hops[0] + ov
                 + lpl * 1e-6 * self.d_nl)
         p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
-        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg]) + cpw[self.p_seg] * self.p_u
+        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg] + cpw[self.p_seg] * self.p_u)  # time_op
         ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + hops[1] + pov
         if ceiling:
             ttft = ttft / self.pipeline
@@ -339,6 +339,10 @@ def calibrate(data: list[str | Path], out: str | Path) -> dict:
         skipped += miss
     if len(rows) < MIN_ROWS:
         raise UserError(f"calibration needs at least {MIN_ROWS} predictable rows, got {len(rows)}")
+    sources = {m.source_group for m in rows}
+    if len(sources) < 2:
+        raise UserError(f"calibration needs rows from at least two sources (its error is measured with each source "
+                        f"held out); all {len(rows)} rows come from {next(iter(sources))!r}")
     rowset = RowSet([row_model(m) for m in rows])
     profiles = fit_profiles(rowset)
     loso = leave_one_source_out(rowset)

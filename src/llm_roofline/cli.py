@@ -29,11 +29,17 @@ def _console():
 
 
 def _print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    from .files import dumps_strict
+
+    sys.stdout.write(dumps_strict(data, indent=2) + "\n")
 
 
-def _split(values: list[str]) -> list[str]:
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+def _split(values: list[str], option: str | None = None) -> list[str]:
+    """Comma-separated or repeated values; with `option`, a value that names nothing (',,,' or '') is refused."""
+    out = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if option and values and not out:
+        raise UserError(f"{option} names nothing ({', '.join(repr(v) for v in values)}); give at least one value")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ predict
@@ -176,9 +182,14 @@ def compare(
             "memory": lambda p: p.memory.total_gb}
     if sort not in keys:
         raise UserError(f"--sort must be one of {', '.join(keys)}, got {sort!r}")
-    formats = _split(weights) or [None]
+    formats = _split(weights, "--weights") or [None]
+    names, devices = _split(models, "MODELS"), _split(hardware, "--hardware")
+    if not names:
+        raise UserError("compare needs at least one model")
+    if not devices:
+        raise UserError("compare needs at least one device (--hardware)")
     results = [run(m, h, weights=f, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context, gen=gen, tp=tp)
-               for m in _split(models) for h in _split(hardware) for f in formats]
+               for m in names for h in devices for f in formats]
     results.sort(key=keys[sort])
     if as_json:
         _print_json([{k: v for k, v in p.to_dict().items() if k != "operators"} for p in results])
@@ -202,11 +213,11 @@ def compare(
 # ------------------------------------------------------------------------------------------------------ measure
 
 
-def _check_out(path: str | None) -> None:
-    from pathlib import Path
+def _check_out(path: str | None, option: str = "--out") -> None:
+    from .files import check_output_path
 
-    if path and (not path.endswith(".json") or not Path(path).parent.resolve().is_dir()):
-        raise UserError(f"--out {path!r} must be a .json file in an existing directory")
+    if path is not None:
+        check_output_path(path, option, (".json",))
 
 
 @app.command()
@@ -294,7 +305,7 @@ def bench(
     from .measure.device import resolve_device
 
     try:
-        batches = tuple(int(b) for b in _split(batch))
+        batches = tuple(int(b) for b in _split(batch, "--batch"))
     except ValueError:
         raise UserError(f"--batch takes whole numbers, got {', '.join(batch)}") from None
     if plot:
@@ -306,8 +317,10 @@ def bench(
         import transformers  # noqa: F401
     except ImportError:
         raise UserError("bench needs PyTorch and transformers: pip install 'llm-roofline[measure]'") from None
-    from .measure.bench import bench as run
+    from .measure.bench import bench as run, check_inputs
 
+    # Every input is checked before the machine is measured (a quick profile takes most of a minute).
+    check_inputs(model, dev, weights, batches, prompt, gen, repeats, hardware)
     profile = hardware
     if profile is None:
         from .measure.micro import measure as quick_measure
@@ -414,10 +427,8 @@ def calibrate(
 
     from .calibrate import calibrate as run
 
-    target = Path(out)
-    if target.suffix != ".json" or not target.parent.resolve().is_dir():
-        raise UserError(f"--out {out!r} must be a .json file in an existing directory")
-    meta = run(data, target)
+    _check_out(out)
+    meta = run(data, Path(out))
     con = _console()
     con.print(f"{meta['rows_used']} rows from {len(meta['sources'])} sources fitted; profiles written to {out}")
     for metric, s in meta["leave_one_source_out"].items():

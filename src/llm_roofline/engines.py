@@ -8,7 +8,8 @@ This module stays free of numpy so that `predict` starts fast.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import MISSING, asdict, dataclass
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ PROFILES_JSON = catalog.CATALOG_DIR / "engine_profiles.json"
 PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "allreduce_us", "int8_compute_efficiency",
           "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm",
           "unpack_cycles_per_weight", "launch_us_per_layer")
-# NVIDIA NIM serves through TensorRT-LLM (shared/data/measurements/README.md): same family.
+# NVIDIA NIM serves through TensorRT-LLM (NVIDIA's NIM documentation): same family.
 FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
 
 
@@ -77,13 +78,45 @@ def lookup(profiles: dict[str, Profile], engine: str | None) -> tuple[str, Profi
 
 
 def load_profiles(path: str | Path) -> tuple[dict[str, Profile], dict, dict]:
+    """An engine-profile file, checked field by field: every parameter a finite number >= 0 (efficiencies and
+    factors also <= 2), ranges as [low, high] pairs of positive numbers."""
     path = Path(path)
+    bad = f"{path}: not an engine-profile file written by `llm-roofline calibrate`"
     try:
-        data = json.loads(path.read_text())
-        profiles = {k: Profile(**v) for k, v in data["profiles"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: not an engine-profile file written by `llm-roofline calibrate` ({exc})") from None
-    return profiles, data.get("ranges", {}), data.get("meta", {})
+        data = json.loads(path.read_text(), parse_constant=lambda c: float(c))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UserError(f"{bad} ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict) or "default" not in data["profiles"]:
+        raise UserError(f"{bad} (it needs an object 'profiles' with a 'default' entry)")
+    fields = Profile.__dataclass_fields__
+    required = [n for n, f in fields.items() if f.default is MISSING]
+    profiles = {}
+    for name, rec in data["profiles"].items():
+        if not isinstance(rec, dict):
+            raise UserError(f"{bad} (profile {name!r} is not an object)")
+        unknown = sorted(set(rec) - set(fields))
+        missing = [k for k in required if k not in rec]
+        if unknown or missing:
+            raise UserError(f"{bad} (profile {name!r}: " + (f"unknown field(s) {', '.join(unknown)}" if unknown else
+                                                            f"missing field(s) {', '.join(missing)}") + ")")
+        for key, value in rec.items():
+            top = 2.0 if key in _FRACTIONS else 1e7
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                    not 0 <= value <= top:
+                raise UserError(f"{bad} (profile {name!r}: {key} must be a number from 0 to {top:g}, got {value!r})")
+        profiles[name] = Profile(**rec)
+    ranges = data.get("ranges", {})
+    if not isinstance(ranges, dict) or not all(
+            isinstance(d, dict) and all(isinstance(v, list) and len(v) == 2 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
+                and v[0] <= v[1] for v in d.values()) for d in ranges.values()):
+        raise UserError(f"{bad} ('ranges' must map families to {{kind: [low, high]}} with 0 < low <= high)")
+    meta = data.get("meta", {})
+    return profiles, ranges, meta if isinstance(meta, dict) else {}
+
+
+_FRACTIONS = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit",
+              "bw_factor_4bit", "bw_factor_hbm")
 
 
 @cache

@@ -118,6 +118,16 @@ def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float,
     return tuple(out)
 
 
+def _compute_dtype(bits: float, fmt: WeightFormat) -> str:
+    """The units a tensor group is multiplied on: the format's own path for the bits it quantises and for any
+    other quantised group (a Q4_K_M file's Q6_K lm_head runs through the same integer kernels as its Q4_K
+    matrices), the float path for groups kept at 16 bits or more. Keying this on the group's bits, not on whether
+    they equal the format's, means fewer bits never lands a tensor on a slower path."""
+    if bits == fmt.bits or bits < 16:
+        return fmt.compute
+    return "fp32" if fmt.activation_bytes == 4 else "fp16"
+
+
 def _unpacked(bits: float, compute: str) -> bool:
     """Integer weights in blocks with scales (ggml, int4/int8, AWQ, GPTQ, EXL2) that a kernel unpacks in software;
     fp8 and fp4 weights go to the tensor cores as they are."""
@@ -170,7 +180,7 @@ def layer_ops(spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: flo
     ops: list[Op] = []
     for g in layer_weights(spec, layer):
         bits = group_bits(g, spec, fmt)
-        compute = fmt.compute if bits == fmt.bits else ("fp32" if act == 4 else "fp16")
+        compute = _compute_dtype(bits, fmt)
         if g.op == "norms":
             reads = spec.norms_per_layer * 2 * step.tokens * h * act  # read and write the hidden state
             ops.append(Op("norms", "memory", 4 * spec.norms_per_layer * step.tokens * h, g.params * bits / 8,
@@ -217,7 +227,7 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     head = glob.get("lm_head", emb)
     head_params = head.params - (spec.learned_positions * h if head is emb else 0)
     head_bits = fmt.lm_head_bits if "lm_head" in glob else fmt.embedding_bits
-    head_compute = fmt.compute if head_bits == fmt.bits else ("fp32" if act == 4 else "fp16")
+    head_compute = _compute_dtype(head_bits, fmt)
     # Only the last position of each sequence needs logits (a prefill samples one token per sequence).
     logits = _matmul("lm_head", head_params, head_bits, step, head_compute, act, h, 0, ((spec.vocab_size, emb_dim),),
                      tokens=step.batch)

@@ -13,13 +13,10 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def check_plot_path(path: str | Path) -> Path:
-    """Refuse a bad destination before any work is done."""
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise UserError(f"plot file {str(path)!r} must end in {', '.join(PLOT_SUFFIXES)}")
-    if not path.parent.resolve().is_dir():
-        raise UserError(f"plot file {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    return path
+    """Refuse a bad destination before any work is done (files.check_output_path)."""
+    from .files import check_output_path
+
+    return check_output_path(path, "plot file", PLOT_SUFFIXES)
 
 
 def save_figure(fig, path: Path) -> None:

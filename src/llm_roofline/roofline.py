@@ -9,6 +9,7 @@ growing context (midpoint rule over at most 16 segments; the step time is linear
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,9 +21,6 @@ from .memory import MemoryResult, memory_budget, weight_bytes
 from .ops import Op, Step, step_ops
 
 DECODE_SAMPLES = 16
-# Decode kernels (a few vectors per weight) unpack every weight once per step; prefill kernels amortise it over
-# their tile of tokens, where the compute roof dominates.
-UNPACK_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -225,8 +223,10 @@ def _weight_stream_s(op: Op, hw: Hardware, dtype: str) -> float | None:
 
 def unpack_s_per_cycle(op: Op, hw: Hardware) -> float:
     """Seconds an operator spends unpacking its block-quantised weights per SM cycle spent on each: its weights /
-    (SMs x clock), for decode-sized batches (UNPACK_TOKENS); 0 otherwise. x unpack_cycles_per_weight: seconds."""
-    if op.quantized_weights and hw.sm_cycles_per_s and op.tokens <= UNPACK_TOKENS:
+    (SMs x clock), x unpack_cycles_per_weight: seconds. Every kernel unpacks each weight at least once per step,
+    whatever the batch, so the term never switches off as work grows (no kernel-path threshold: see time_op for
+    where it is paid)."""
+    if op.quantized_weights and hw.sm_cycles_per_s:
         return op.quantized_weights / hw.sm_cycles_per_s
     return 0.0
 
@@ -250,10 +250,13 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
         return t_link, t_link / eff.bandwidth + latency_us * 1e-6, 0.0, 0.0, dtype
     ceiling = max(t_compute, t_memory)
     compute_eff, t_kernel = eff.compute, t_compute
-    if dtype == "int8" and eff.int8_compute:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
+    if dtype == "int8" and eff.int8_compute and peak and hw.quantized_matmul_tops:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
         compute_eff, t_kernel = eff.int8_compute, op.flops / (hw.quantized_matmul_tops * 1e12)
-    estimate = max(t_kernel / compute_eff, t_memory / eff.bandwidth)
-    estimate += eff.unpack_cycles_per_weight * unpack_s_per_cycle(op, hw)
+    # Unpacking is SM work on weights as they arrive: at decode batches there is too little arithmetic to hide it
+    # and it adds to the weight stream; once the multiply is compute-bound it overlaps with it. One smooth rule
+    # for every batch, so more tokens never take less time.
+    t_unpack = eff.unpack_cycles_per_weight * unpack_s_per_cycle(op, hw)
+    estimate = max(t_kernel / compute_eff, t_memory / eff.bandwidth + t_unpack)
     t_stream = _weight_stream_s(op, hw, dtype) if op.kind == "matmul" and op.tokens and op.matrices else None
     if t_stream is not None:  # a measured profile: the time this machine took for such matmuls (activations in)
         estimate = max(estimate, t_stream)
@@ -332,8 +335,8 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
     for name, value in (("bandwidth_efficiency", bandwidth_efficiency), ("compute_efficiency", compute_efficiency)):
         if value is not None and not 0 < value <= 1:
             raise UserError(f"{name} must be in (0, 1], got {value!r}")
-    if step_overhead_us is not None and step_overhead_us < 0:
-        raise UserError(f"step_overhead_us must be >= 0, got {step_overhead_us!r}")
+    if step_overhead_us is not None and not (math.isfinite(step_overhead_us) and 0 <= step_overhead_us <= 1e9):
+        raise UserError(f"step_overhead_us must be a finite number >= 0 (µs), got {step_overhead_us!r}")
     overridden = any(v is not None for v in (bandwidth_efficiency, compute_efficiency, step_overhead_us))
     if engine:
         from .engines import efficiency_for
@@ -356,6 +359,23 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
     if overridden:
         changes["source"] = base.source + "; overridden by the caller"
     return replace(base, **changes)
+
+
+MAX_TOKENS = 1 << 30  # batch, prompt, context, gen: far beyond any device's memory, small enough to stay exact
+
+
+def check_tp(spec: ModelSpec, tp: int) -> None:
+    """Tensor parallelism splits attention heads (and linear-attention value heads) evenly over the devices, as
+    vLLM, SGLang and TensorRT-LLM require; KV heads split evenly or are replicated when there are fewer of them."""
+    if tp == 1:
+        return
+    for layer in dict.fromkeys(spec.layers):
+        heads = spec.linear_attention.n_value_heads if layer.attention == "linear" else layer.n_heads
+        kv = heads if layer.attention in ("linear", "mla") else layer.n_kv_heads
+        if heads % tp or (kv % tp and tp % kv):
+            valid = [n for n in range(1, heads + 1) if not heads % n and (not kv % n or not n % kv)]
+            raise UserError(f"--tp {tp} does not split {spec.id}'s {heads} attention heads ({kv} KV heads) evenly;"
+                            f" valid: {', '.join(map(str, valid[:12]))}{', ...' if len(valid) > 12 else ''}")
 
 
 def predict(
@@ -386,7 +406,14 @@ def predict(
     require_positive("tp", tp)
     if context is not None:
         require_positive("context", context, allow_zero=True)
+    for name, value in (("batch", batch), ("prompt", prompt), ("gen", gen), ("context", context or 0)):
+        if value > MAX_TOKENS:
+            raise UserError(f"{name} {value:,} is beyond what any device holds (at most {MAX_TOKENS:,})")
+    for name, value in (("weights", weights), ("kv_cache", kv_cache), ("engine", engine)):
+        if isinstance(value, str) and not value.strip():
+            raise UserError(f"{name} is empty; leave it out for the default, or name one")
     spec = load_model(model)
+    check_tp(spec, tp)
     hw = load_hardware(hardware)
     fmt = load_format(weights or spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")

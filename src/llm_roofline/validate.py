@@ -2,8 +2,8 @@
 
 Each row is predicted from the row alone: its per-device bandwidth, fp16 rate and memory (a catalog
 `hardware_id` adds the device's other peaks and its class), devices and parallel mode, model, formats, batch and
-lengths, and the engine (whose efficiency profile the estimate uses). Column meanings: shared/data/measurements/
-README.md, shipped as the default data (`catalog/measurements_dev.csv`).
+lengths, and the engine (whose efficiency profile the estimate uses). Column meanings: docs/accuracy.md; the
+shipped default data is `catalog/measurements_dev.csv`.
 
 For speed the operators of every step a row needs are timed once at 100% efficiency (RowModel); the ceiling and
 every estimate are then sums of max(t_compute / eta_c, t_memory / eta_bw) over those operators plus overheads,
@@ -108,13 +108,17 @@ def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped
             header = reader.fieldnames or []
             missing = [c for c in REQUIRED if c not in header]
             if missing:
-                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the columns are described in "
-                                "shared/data/measurements/README.md")
+                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; the columns are "
+                                f"{', '.join(REQUIRED + OPTIONAL)} (docs/accuracy.md describes them)")
             raw = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
         raise UserError(f"{path}: not a readable CSV ({exc})") from None
     rows, skipped = [], []
     for i, rec in enumerate(raw, start=2):
+        if None in rec or any(v is None for v in rec.values()):  # DictReader's marks of a long or short row
+            fields = len(rec) - (None in rec) + len(rec.get(None) or ()) - sum(v is None for v in rec.values())
+            skipped.append(Skipped(i, f"row has {fields} fields, the header {len(header)}"))
+            continue
         try:
             rows.append(_parse(rec, i))
         except UserError as exc:
@@ -129,14 +133,14 @@ def _number(rec: dict, key: str, kind=float, required: bool = True, minimum: flo
             raise UserError(f"empty {key}")
         return None
     try:
-        value = kind(float(text)) if kind is int else kind(text)
+        number = float(text)
     except ValueError:
         raise UserError(f"{key} {text!r} is not a number") from None
-    if kind is int and float(text) != int(float(text)):
-        raise UserError(f"{key} {text!r} is not a whole number")
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
+    if not math.isfinite(number) or (minimum is not None and number < minimum) or abs(number) > 1e15:
         raise UserError(f"{key} {text!r} is out of range")
-    return value
+    if kind is int and number != int(number):
+        raise UserError(f"{key} {text!r} is not a whole number")
+    return int(number) if kind is int else number
 
 
 def _parse(rec: dict, line: int) -> Measurement:

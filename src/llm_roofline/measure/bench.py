@@ -121,14 +121,14 @@ def _check_fits(spec, fmt, batch: int, length: int, device: str) -> None:
                         f"{have / 1e9:.1f} GB available (80% may be used): choose a smaller model, batch or format")
 
 
-def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...] = (1,), prompt: int = 32,
-          gen: int = 32, hardware=None, repeats: int = 3) -> dict:
-    """Measure decode on this machine and set it beside the profile-based prediction."""
+def check_inputs(model: str, device: str, weights: str = "f32", batches: tuple[int, ...] = (1,), prompt: int = 32,
+                 gen: int = 32, repeats: int = 3, hardware=None):
+    """Every bench input checked before anything is measured or built: (spec, format, checkpoint dir or None,
+    measured profile or None)."""
     from ..architecture import load_model
     from ..errors import require_positive
     from ..formats import load_format
     from ..hardware import load_hardware
-    from ..roofline import predict
 
     if weights not in TORCH_DTYPES:
         raise UserError(f"--weights must be one of {', '.join(TORCH_DTYPES)} for bench, got {weights!r}")
@@ -136,18 +136,51 @@ def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...
         require_positive(name, value)
     if gen < 2:
         raise UserError("gen must be >= 2: the first token comes from the prefill, the rest are timed")
+    if not batches:
+        raise UserError("--batch needs at least one batch size")
     for b in batches:
         require_positive("batch", b)
     spec = load_model(model)
+    if spec.max_position and prompt + gen > spec.max_position:
+        raise UserError(f"prompt + gen = {prompt + gen} tokens is past {spec.id}'s {spec.max_position} positions "
+                        f"(max_position_embeddings); use a shorter --prompt or --gen")
     path = Path(model).expanduser()
     checkpoint = path if path.is_dir() and any(path.glob("*.safetensors")) else None
     if path.is_dir() and checkpoint is None:
         raise UserError(f"{model!r} holds no *.safetensors weights; pass a catalog id to bench random weights")
+    if checkpoint is not None:
+        _check_safetensors(checkpoint)
     fmt = load_format(weights)
     for b in batches:
         _check_fits(spec, fmt, b, prompt + gen, device)
     hw = load_hardware(hardware) if hardware is not None else None
-    if hw is None or not hw.measured:
+    if hw is not None and not hw.measured:
+        raise UserError("bench needs a measured profile: pass --hardware PROFILE.json from `llm-roofline measure`")
+    if checkpoint is None:
+        _catalog_config(spec.id)
+    return spec, fmt, checkpoint, hw
+
+
+def _check_safetensors(checkpoint: Path) -> None:
+    """Each weight file's header must read (a truncated or corrupt file is refused before loading)."""
+    from safetensors import safe_open
+
+    for f in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # safetensors raises its own error types for every kind of bad header
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{f}: not a readable safetensors file ({reason})") from None
+
+
+def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...] = (1,), prompt: int = 32,
+          gen: int = 32, hardware=None, repeats: int = 3) -> dict:
+    """Measure decode on this machine and set it beside the profile-based prediction."""
+    from ..roofline import predict
+
+    spec, fmt, checkpoint, hw = check_inputs(model, device, weights, batches, prompt, gen, repeats, hardware)
+    if hw is None:
         raise UserError("bench needs a measured profile: pass --hardware PROFILE.json from `llm-roofline measure`")
     config_path = (checkpoint / "config.json") if checkpoint else None
     raw = json.loads(config_path.read_text()) if config_path else _catalog_config(spec.id)
