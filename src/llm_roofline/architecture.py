@@ -203,6 +203,8 @@ class _Config:
 
 def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
     quant = raw.get("quantization_config") or {}
+    if not isinstance(quant, dict):
+        raise UserError(f"field 'quantization_config' must be an object, got {quant!r}")
     method = str(quant.get("quant_method", "")).lower()
     if method in ("fp8", "mxfp4"):
         return method, [f"published checkpoint is {method} (quantization_config)"]
@@ -211,6 +213,8 @@ def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
         notes.append(f"quantization_config {method!r} describes one re-published checkpoint; weights default to"
                      " the config dtype")
     dtype = raw.get("torch_dtype") or raw.get("dtype") or text.get("torch_dtype") or text.get("dtype")
+    if dtype is not None and not isinstance(dtype, str):
+        raise UserError(f"field 'torch_dtype' must be a string such as \"bfloat16\", got {dtype!r}")
     if dtype is None:
         return "f32", notes + ["config names no dtype; transformers loads such checkpoints in float32"]
     return DTYPES.get(str(dtype), "bf16"), notes
@@ -262,6 +266,9 @@ def check_spec(spec: ModelSpec) -> ModelSpec:
     memory model assume (heads divisible by KV heads, top-k within the experts, positive windows)."""
     o = spec.source or spec.id
     for i, layer in enumerate(spec.layers):
+        if min(layer.n_heads, layer.n_kv_heads, layer.head_dim) < 1:
+            raise UserError(f"{o}: layer {i} has {layer.n_heads} heads, {layer.n_kv_heads} KV heads of size "
+                            f"{layer.head_dim}; each must be at least 1")
         if layer.n_heads % layer.n_kv_heads:
             raise UserError(f"{o}: layer {i} has {layer.n_heads} attention heads, not a multiple of its "
                             f"{layer.n_kv_heads} KV heads")
@@ -310,6 +317,9 @@ def _attention_shape(cfg: _Config) -> tuple[int, int, int]:
     hidden = cfg.int("hidden_size", "n_embd", "d_model")
     heads = cfg.int("num_attention_heads", "n_head")
     kv = cfg.int("num_key_value_heads", "num_kv_heads", default=heads)
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise UserError(f"{cfg.origin}: hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads}) "
+                        "when head_dim is not given")
     head_dim = cfg.int("head_dim", default=hidden // heads)
     if heads % kv:
         raise UserError(f"{cfg.origin}: num_attention_heads ({heads}) must be a multiple of "
@@ -499,6 +509,8 @@ def _read_falcon(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
         kv = 1 if cfg.flag("multi_query") else heads
         norms = 1 if cfg.flag("parallel_attn") else 2
     inter = cfg.int("ffn_hidden_size", default=4 * hidden)
+    if hidden % heads:  # FalconAttention refuses it too
+        raise UserError(f"{cfg.origin}: hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads})")
     layers = [LayerSpec("gqa", heads, kv, hidden // heads, intermediate=inter) for _ in range(n_layers)]
     bias = cfg.flag("bias")
     return _common(cfg, model_id, dtype, notes, layers, mlp_gated=False, norm="layer", norms_per_layer=norms,
