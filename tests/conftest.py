@@ -1,10 +1,14 @@
 import json
+import os
 
 import pytest
 from hypothesis import settings
 
+# CI: 40 examples per property. Before a release: HYPOTHESIS_PROFILE=nightly python -m pytest tests/test_roofline.py
+# (10,000 examples per property; docs/method.md records the last run).
 settings.register_profile("ci", max_examples=40, deadline=None)
-settings.load_profile("ci")
+settings.register_profile("nightly", max_examples=10_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A tiny Llama-style decoder whose bytes and FLOPs are worked out by hand in test_ops.py.
 TINY = {

@@ -77,41 +77,80 @@ def test_sliding_window_caps_kv_reads():
 
 MODELS = st.sampled_from(["llama-3.2-1b", "qwen3-30b-a3b", "gemma-2-2b", "deepseek-v2-lite", "gpt-oss-20b",
                           "falcon-7b", "qwen3.5-27b"])
-DEVICES = st.sampled_from(["h100", "4090", "m2-ultra", "mi300x", "epyc-9654", "a100"])
+DEVICES = st.sampled_from(["h100", "4090", "m2-ultra", "mi300x", "epyc-9654", "a100", "1080-ti", "3090",
+                           "apple-m5", "v100"])
+FORMATS = st.sampled_from([None, "f32", "f16", "bf16", "fp8", "int8", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m",
+                           "q4_k_s", "q4_0", "q3_k_m", "q2_k", "int4-awq", "int4-gptq", "nvfp4", "mxfp4",
+                           "exl2-4.0", "q4f16_1"])
+ENGINES = st.sampled_from([None, "llama.cpp-cuda", "llama.cpp-metal", "vllm", "tensorrt-llm", "gpt-fast",
+                           "exllamav2", "mlc-llm"])
+# Formats in order of bits per weight that share a kernel family (same matmul dtype and block layout family):
+# within each chain fewer bits must never decode slower, whatever the engine.
+BIT_CHAINS = (("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"), ("q8_0", "q5_0", "q4_0"),
+              ("f32", "f16"), ("f16", "fp8", "nvfp4"))
+CHAIN_PAIRS = st.sampled_from([(c[i], c[j]) for c in BIT_CHAINS for i in range(len(c)) for j in range(i + 1, len(c))])
 
 
-@given(MODELS, DEVICES, st.floats(1.1, 10))
-def test_more_bandwidth_is_never_slower(model, device, factor):
+@given(MODELS, DEVICES, st.floats(1.1, 10), FORMATS, ENGINES, st.integers(1, 64))
+def test_more_bandwidth_is_never_slower(model, device, factor, weights, engine, batch):
     hw = load_hardware(device)
     fast = replace(hw, bandwidth_gbps=hw.bandwidth_gbps * factor)
-    a, b = predict(model, hw, gen=8), predict(model, fast, gen=8)
+    a = predict(model, hw, gen=8, weights=weights, engine=engine, batch=batch)
+    b = predict(model, fast, gen=8, weights=weights, engine=engine, batch=batch)
     assert b.decode.tpot_floor_ms <= a.decode.tpot_floor_ms
     assert b.decode.tpot_ms <= a.decode.tpot_ms
     assert b.prefill.ttft_ms <= a.prefill.ttft_ms
 
 
-@given(MODELS, DEVICES, st.floats(2.0, 8.0), st.floats(2.0, 8.0))
-def test_fewer_bits_never_slower_decode(model, device, bpw_a, bpw_b):
+@given(MODELS, DEVICES, st.floats(1.1, 10), FORMATS, ENGINES)
+def test_more_compute_is_never_slower(model, device, factor, weights, engine):
+    hw = load_hardware(device)
+    fast = replace(hw, peak_tflops={k: v * factor if v else v for k, v in hw.peak_tflops.items()})
+    a = predict(model, hw, gen=8, prompt=1024, weights=weights, engine=engine)
+    b = predict(model, fast, gen=8, prompt=1024, weights=weights, engine=engine)
+    assert b.prefill.ttft_floor_ms <= a.prefill.ttft_floor_ms * (1 + 1e-12)
+    assert b.prefill.ttft_ms <= a.prefill.ttft_ms * (1 + 1e-12)
+    assert b.decode.tpot_ms <= a.decode.tpot_ms * (1 + 1e-12)
+
+
+@given(MODELS, DEVICES, st.floats(2.0, 8.0), st.floats(2.0, 8.0), ENGINES)
+def test_fewer_bits_never_slower_decode(model, device, bpw_a, bpw_b, engine):
     assume(bpw_a < bpw_b)
-    lo = predict(model, device, weights=f"exl2-{bpw_a:.2f}", gen=8)
-    hi = predict(model, device, weights=f"exl2-{bpw_b:.2f}", gen=8)
+    lo = predict(model, device, weights=f"exl2-{bpw_a:.2f}", gen=8, engine=engine)
+    hi = predict(model, device, weights=f"exl2-{bpw_b:.2f}", gen=8, engine=engine)
     assert lo.decode.tpot_floor_ms <= hi.decode.tpot_floor_ms
     assert lo.decode.tpot_ms <= hi.decode.tpot_ms
 
 
-@pytest.mark.parametrize("chain", [["f32", "f16", "fp8", "nvfp4"], ["f16", "q8_0", "q4_k_m", "q2_k"]])
-def test_format_chains_get_faster(chain):
-    times = [predict("llama-3.1-8b", "h100", weights=f, gen=8).decode.tpot_floor_ms for f in chain]
+@given(MODELS, DEVICES, CHAIN_PAIRS, ENGINES, st.integers(1, 16))
+def test_fewer_bits_never_slower_decode_across_formats(model, device, pair, engine, batch):
+    more, fewer = pair
+    hi = predict(model, device, weights=more, gen=8, engine=engine, batch=batch)
+    lo = predict(model, device, weights=fewer, gen=8, engine=engine, batch=batch)
+    assert lo.decode.tpot_floor_ms <= hi.decode.tpot_floor_ms * (1 + 1e-12)
+    assert lo.decode.tpot_ms <= hi.decode.tpot_ms * (1 + 1e-12)
+
+
+def test_fewer_bits_on_a_card_without_fast_fp16():
+    """GTX 1080 Ti: fp16 at 1/64 rate. Q5_K_M keeps its lm_head in Q6_K, which must run through the same integer
+    kernels as a Q6_K file's (it was timed on the fp16 path, making the smaller file decode slower)."""
+    for engine in (None, "llama.cpp-cuda"):
+        q5 = predict("llama-3.1-8b", "1080-ti", weights="q5_k_m", engine=engine)
+        q6 = predict("llama-3.1-8b", "1080-ti", weights="q6_k", engine=engine)
+        assert q5.decode.estimate_tok_s > q6.decode.estimate_tok_s
+        assert {r.compute_dtype for r in q5.operators if r.name == "lm_head"} == \
+            {r.compute_dtype for r in q6.operators if r.name == "lm_head"}
+
+
+@pytest.mark.parametrize("format_chain", [["f32", "f16", "fp8", "nvfp4"], ["f16", "q8_0", "q4_k_m", "q2_k"]])
+def test_format_chains_get_faster(format_chain):
+    times = [predict("llama-3.1-8b", "h100", weights=f, gen=8).decode.tpot_floor_ms for f in format_chain]
     assert times == sorted(times, reverse=True)
 
 
-ENGINES = st.sampled_from([None, "llama.cpp-cuda", "llama.cpp-metal", "vllm", "tensorrt-llm", "gpt-fast",
-                           "exllamav2", "mlc-llm"])
-
-
-@given(MODELS, DEVICES, st.integers(1, 64), st.integers(1, 4096), st.integers(1, 512), ENGINES)
-def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen, engine):
-    p = predict(model, device, batch=batch, prompt=prompt, gen=gen, engine=engine)
+@given(MODELS, DEVICES, st.integers(1, 64), st.integers(1, 4096), st.integers(1, 512), ENGINES, FORMATS)
+def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen, engine, weights):
+    p = predict(model, device, batch=batch, prompt=prompt, gen=gen, engine=engine, weights=weights)
     assert p.decode.ceiling_tok_s >= p.decode.estimate_tok_s
     assert p.decode.ceiling_throughput_tok_s >= p.decode.estimate_throughput_tok_s
     assert p.prefill.ttft_floor_ms <= p.prefill.ttft_ms
@@ -120,34 +159,48 @@ def test_ceiling_is_never_below_estimate(model, device, batch, prompt, gen, engi
     assert p.decode.estimate_low_tok_s <= p.decode.estimate_high_tok_s <= p.decode.ceiling_tok_s * (1 + 1e-12)
 
 
-@given(MODELS, DEVICES, st.integers(1, 4000), st.integers(1, 4000))
-def test_ttft_non_decreasing_in_prompt(model, device, p1, p2):
+@given(MODELS, DEVICES, st.integers(1, 4000), st.integers(1, 4000), ENGINES, FORMATS)
+def test_ttft_non_decreasing_in_prompt(model, device, p1, p2, engine, weights):
     assume(p1 < p2)
-    a, b = predict(model, device, prompt=p1, gen=1), predict(model, device, prompt=p2, gen=1)
-    assert a.prefill.ttft_floor_ms <= b.prefill.ttft_floor_ms
-    assert a.prefill.ttft_ms <= b.prefill.ttft_ms
+    a = predict(model, device, prompt=p1, gen=1, engine=engine, weights=weights)
+    b = predict(model, device, prompt=p2, gen=1, engine=engine, weights=weights)
+    assert a.prefill.ttft_floor_ms <= b.prefill.ttft_floor_ms * (1 + 1e-12)
+    assert a.prefill.ttft_ms <= b.prefill.ttft_ms * (1 + 1e-12)
 
 
-@given(MODELS, DEVICES, st.integers(1, 128), st.integers(1, 128))
-def test_per_sequence_speed_non_increasing_in_batch(model, device, b1, b2):
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "qwen3-30b-a3b"])
+def test_no_jump_where_decode_kernels_once_switched(model):
+    """Batch 8 -> 9 and prompt 8 -> 9 crossed the old 8-token unpacking threshold: speed per sequence rose with
+    batch (241 -> 266 tok/s) and TTFT fell with prompt."""
+    kw = dict(weights="q4_k_m", engine="llama.cpp-cuda")
+    assert predict(model, "h100", batch=9, **kw).decode.estimate_tok_s <= \
+        predict(model, "h100", batch=8, **kw).decode.estimate_tok_s
+    assert predict(model, "h100", prompt=9, **kw).prefill.ttft_ms >= predict(model, "h100", prompt=8, **kw).prefill.ttft_ms
+
+
+@given(MODELS, DEVICES, st.integers(1, 128), st.integers(1, 128), ENGINES, FORMATS)
+def test_per_sequence_speed_non_increasing_in_batch(model, device, b1, b2, engine, weights):
     assume(b1 < b2)
-    a, b = predict(model, device, batch=b1, gen=8), predict(model, device, batch=b2, gen=8)
-    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s
-    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s
+    a = predict(model, device, batch=b1, gen=8, engine=engine, weights=weights)
+    b = predict(model, device, batch=b2, gen=8, engine=engine, weights=weights)
+    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s * (1 + 1e-12)
+    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s * (1 + 1e-12)
 
 
-@given(MODELS, DEVICES, st.integers(0, 100_000), st.integers(0, 100_000))
-def test_per_sequence_speed_non_increasing_in_context(model, device, c1, c2):
+@given(MODELS, DEVICES, st.integers(0, 100_000), st.integers(0, 100_000), ENGINES, FORMATS)
+def test_per_sequence_speed_non_increasing_in_context(model, device, c1, c2, engine, weights):
     assume(c1 < c2)
-    a, b = predict(model, device, context=c1, gen=4), predict(model, device, context=c2, gen=4)
-    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s
-    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s
+    a = predict(model, device, context=c1, gen=4, engine=engine, weights=weights)
+    b = predict(model, device, context=c2, gen=4, engine=engine, weights=weights)
+    assert b.decode.ceiling_tok_s <= a.decode.ceiling_tok_s * (1 + 1e-12)
+    assert b.decode.estimate_tok_s <= a.decode.estimate_tok_s * (1 + 1e-12)
 
 
-@given(MODELS, DEVICES, st.integers(1, 256), st.integers(1, 256))
-def test_aggregate_throughput_non_decreasing_in_batch_while_it_fits(model, device, b1, b2):
+@given(MODELS, DEVICES, st.integers(1, 256), st.integers(1, 256), ENGINES, FORMATS)
+def test_aggregate_throughput_non_decreasing_in_batch_while_it_fits(model, device, b1, b2, engine, weights):
     assume(b1 < b2)
-    a, b = predict(model, device, batch=b1, gen=8), predict(model, device, batch=b2, gen=8)
+    a = predict(model, device, batch=b1, gen=8, engine=engine, weights=weights)
+    b = predict(model, device, batch=b2, gen=8, engine=engine, weights=weights)
     assume(b.memory.fits)
     assert b.decode.ceiling_throughput_tok_s >= a.decode.ceiling_throughput_tok_s * (1 - 1e-9)
     assert b.decode.estimate_throughput_tok_s >= a.decode.estimate_throughput_tok_s * (1 - 1e-9)
@@ -192,8 +245,8 @@ def test_measured_profile_times_each_matrix_at_its_own_rate():
 
 
 def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
-    """A decode matmul over block-quantised weights takes, on top of its memory time, unpack cycles per weight x
-    weights / (SMs x clock); 16-bit weights and prefill-sized batches do not."""
+    """A memory-bound matmul over block-quantised weights takes, on top of its memory time, unpack cycles per weight
+    x weights / (SMs x clock); 16-bit weights do not, and a compute-bound one hides it under the multiply."""
     from llm_roofline.architecture import load_model
     from llm_roofline.formats import load_format
     from llm_roofline.ops import Step, step_ops
@@ -211,8 +264,12 @@ def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
     assert f16.quantized_weights == 0 and time_op(f16, hw, unpack)[1] == time_op(f16, hw, plain)[1]
     (fp8,) = [o for o in step_ops(spec, load_format("fp8"), 16, Step(1, 1, 0)) if o.name == "mlp"]
     assert fp8.quantized_weights == 0  # fp8 goes to the tensor cores as it is
+    # a prefill-sized multiply is compute-bound: the unpacking overlaps with it (time_op)
     (pre,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 512, 0)) if o.name == "mlp"]
     assert time_op(pre, hw, unpack)[1] == time_op(pre, hw, plain)[1]
+    # at 16 tokens the multiply is still memory-bound: the unpacking is paid, as at one token (no threshold)
+    (mid,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(16, 1, 0)) if o.name == "mlp"]
+    assert time_op(mid, hw, unpack)[1] == pytest.approx(time_op(mid, hw, plain)[1] + extra)
 
 
 def test_prediction_shows_the_device_inputs_of_the_estimate():
