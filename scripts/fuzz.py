@@ -14,6 +14,7 @@ or a nonsensical result. Every case is bounded in time (SIGALRM); run it under a
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -66,7 +67,7 @@ def _mutate(rng: random.Random, record: dict, picks: int) -> dict:
             elif isinstance(child, (int, float)) and not isinstance(child, bool) and rng.random() < 0.4:
                 target[key] = rng.choice((child * 1000, child * 10**6, -child, child // 3 or 1, child + 1))
             else:
-                target[key] = rng.choice(HOSTILE)
+                target[key] = copy.deepcopy(rng.choice(HOSTILE))  # never share a list or dict between records
             break
     return record
 

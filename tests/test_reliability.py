@@ -95,7 +95,7 @@ def _device(tmp_path, **changes) -> Path:
     ("sources", 5), ("link_gbps_bidir", "fast"), ("measured", [1, 2]), ("bandwidth", [{}]), ("sm_count", "many"),
     ("compute_capability", "hopper"), ("bandwidth_gbps", True), ("bandwidth_gbps", -3),
     ("peak_tflops", {"fp16": -1}), ("peak_tflops", {"fp16": "lots"}), ("memory_gb", 0), ("category", "gpu"),
-    ("boost_clock_mhz", float("inf")),
+    ("boost_clock_mhz", float("inf")), ("measured", {"bandwidth_efficiency": 2.0}),
 ])
 def test_device_json_fields_of_the_wrong_type_or_range(capsys, tmp_path, field, value):
     err = refused(capsys, "predict", "llama-3.2-1b", "-H", _device(tmp_path, **{field: value}))

@@ -248,14 +248,14 @@ def measure(
             return lambda label: progress.update(task, description=f"{dev}: {label}", advance=1)
 
         profile = run(dev, quick=quick, progress_factory=factory)
+    if plot:  # the chart first: the profile (plain JSON) is the output that must not be left without it
+        from .measure.plots import plot_profile
+
+        plot_profile(profile, plot)
     if out:
         from .files import write_json
 
         write_json(out, profile, indent=1)
-    if plot:
-        from .measure.plots import plot_profile
-
-        plot_profile(profile, plot)
     if as_json:
         _print_json(profile)
         return

@@ -85,6 +85,11 @@ def check_device_record(rec: dict, origin: str) -> dict:
     if unknown:
         raise UserError(f"{origin}: peak_tflops names unknown dtype(s) {', '.join(map(repr, unknown))} "
                         f"(known: {', '.join(DTYPES)})")
+    for key in ("bandwidth_efficiency", "compute_efficiency"):
+        value = (rec.get("measured") or {}).get(key)
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f"{origin}: field 'measured.{key}' is a fraction of the peak and must be in (0, 1], "
+                            f"got {value!r}")
     for row in rec.get("roofline") or ():
         if row.get("matrix_bytes") is None and row.get("weight_bytes") is None:
             raise UserError(f"{origin}: every roofline row needs matrix_bytes (bytes of the weight matrix)")
