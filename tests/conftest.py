@@ -5,8 +5,8 @@ import pytest
 from hypothesis import settings
 
 # CI: 40 examples per property. Before a release: HYPOTHESIS_PROFILE=nightly python -m pytest tests/test_roofline.py
-# (10,000 examples per property; docs/method.md records the last run).
-settings.register_profile("ci", max_examples=40, deadline=None)
+# (10,000 examples per property; docs/method.md records the last run). HYPOTHESIS_MAX_EXAMPLES sets any other count.
+settings.register_profile("ci", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", 40)), deadline=None)
 settings.register_profile("nightly", max_examples=10_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

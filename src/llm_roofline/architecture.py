@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import asdict, dataclass, field, replace
+from collections import Counter
+from functools import cache, cached_property
 from pathlib import Path
 
 from . import catalog
@@ -95,6 +96,12 @@ class ModelSpec:
     @property
     def n_layers(self) -> int:
         return len(self.layers)
+
+    @cached_property
+    def layer_kinds(self) -> tuple[tuple[LayerSpec, int], ...]:
+        """Each distinct layer once with how many times it occurs (a 61-layer model has two or three kinds), in
+        order of first appearance: every per-layer sum runs over these, not over all the layers."""
+        return tuple(Counter(self.layers).items())
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -575,7 +582,7 @@ def _catalog_model(mid: str) -> ModelSpec:
     """Catalog specs are immutable, so each is read once per process."""
     spec = _from_file(catalog.MODELS_DIR / f"{mid}.json", mid, origin=f"catalog:{mid}")
     repo = catalog.models_index().get(mid, {}).get("hf_repo")
-    return ModelSpec(**{**spec.__dict__, "aliases": (repo,) if repo else ()})
+    return replace(spec, aliases=(repo,) if repo else ())
 
 
 MAX_CONFIG_BYTES = 16 << 20

@@ -35,18 +35,19 @@ class EfficiencyDefaults:
     layer_overhead_us: float = 0.0  # per layer per step (measured profiles: eager dispatch per layer)
 
 
-_NOTES = "shared/data/hardware-notes.md, 'Conventions that matter for a roofline'"
+_NOTES = "typical attainable fractions of datasheet peaks, not fitted; docs/method.md, class defaults"
 CLASS_DEFAULTS: dict[str, EfficiencyDefaults] = {
-    # HBM parts reach about 80-90% of peak bandwidth and 60-80% of dense-GEMM peak (hardware-notes.md §6).
-    "datacenter": EfficiencyDefaults(0.80, 0.70, 200.0, 1.0, 10.0, _NOTES + " §6"),
-    # GDDR consumer and workstation cards: the same bandwidth fraction, less of the tensor peak (§6).
-    "consumer": EfficiencyDefaults(0.80, 0.60, 200.0, 1.0, 25.0, _NOTES + " §6"),
-    # Apple GPUs reach about 75-85% of the advertised unified-memory bandwidth (§4).
-    "apple": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES + " §4"),
-    # STREAM-class tests reach about 70-85% of theoretical DRAM bandwidth; AMX/AVX peaks are rarely met (§5).
-    "cpu": EfficiencyDefaults(0.70, 0.50, 500.0, 0.5, 25.0, _NOTES + " §5"),
+    # HBM parts reach about 80-90% of peak bandwidth and 60-80% of dense-GEMM peak.
+    "datacenter": EfficiencyDefaults(0.80, 0.70, 200.0, 1.0, 10.0, _NOTES),
+    # GDDR consumer and workstation cards: the same bandwidth fraction, less of the tensor peak.
+    "consumer": EfficiencyDefaults(0.80, 0.60, 200.0, 1.0, 25.0, _NOTES),
+    # Apple GPUs reach about 75-85% of the advertised unified-memory bandwidth.
+    "apple": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES),
+    # STREAM-class tests (McCalpin's STREAM) reach about 70-85% of theoretical DRAM bandwidth; AMX/AVX peaks are
+    # rarely met.
+    "cpu": EfficiencyDefaults(0.70, 0.50, 500.0, 0.5, 25.0, _NOTES),
     # Unified-memory SoCs and APUs (Jetson, DGX Spark, Strix Halo): LPDDR, like Apple parts.
-    "soc": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES + " §4, §6"),
+    "soc": EfficiencyDefaults(0.75, 0.50, 300.0, 0.5, 25.0, _NOTES),
 }
 CATEGORY_CLASS = {
     "datacenter_gpu": "datacenter",
@@ -155,7 +156,7 @@ class Hardware:
     @property
     def half_accumulate_factor(self) -> float:
         """GeForce cards run FP16/FP8 tensor math twice as fast when accumulating in FP16; the catalog records
-        the FP32-accumulate rate (hardware-notes.md, convention 2). A ceiling must not be beaten, so it takes
+        the FP32-accumulate rate (noted in each GeForce record). A ceiling must not be beaten, so it takes
         the faster rate; the estimate's compute efficiency then says how much of it an engine gets."""
         return 2.0 if self.vendor == "NVIDIA" and self.category == "consumer_gpu" else 1.0
 

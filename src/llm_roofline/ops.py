@@ -16,7 +16,6 @@ tokens: a decode step is new_tokens = 1, a prefill is new_tokens = the prompt. C
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 
 from .architecture import LayerSpec, ModelSpec, WeightGroup, global_weights, layer_weights
@@ -219,7 +218,7 @@ def step_ops(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, step: Step) -> 
     if "embed_proj" in glob:
         ops.append(_matmul("embed_proj", glob["embed_proj"].params, fmt.bits, step, fmt.compute, act, h, h,
                            glob["embed_proj"].shapes))
-    for layer, count in Counter(spec.layers).items():
+    for layer, count in spec.layer_kinds:
         for op in layer_ops(spec, layer, fmt, kv_bits, step):
             ops.append(Op(**{**op.__dict__, "count": op.count * count}))
     ops.append(Op("final_norm", "memory", 4 * step.tokens * h, glob["final_norm"].params * fmt.norm_bits / 8, 0.0,
