@@ -369,7 +369,7 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
     vLLM, SGLang and TensorRT-LLM require; KV heads split evenly or are replicated when there are fewer of them."""
     if tp == 1:
         return
-    for layer in dict.fromkeys(spec.layers):
+    for layer, _ in spec.layer_kinds:
         heads = spec.linear_attention.n_value_heads if layer.attention == "linear" else layer.n_heads
         kv = heads if layer.attention in ("linear", "mla") else layer.n_kv_heads
         if heads % tp or (kv % tp and tp % kv):
