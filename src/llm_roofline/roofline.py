@@ -250,7 +250,8 @@ def time_op(op: Op, hw: Hardware, eff: Efficiency) -> tuple[float, float, float,
         return t_link, t_link / eff.bandwidth + latency_us * 1e-6, 0.0, 0.0, dtype
     ceiling = max(t_compute, t_memory)
     compute_eff, t_kernel = eff.compute, t_compute
-    if dtype == "int8" and eff.int8_compute and peak and hw.quantized_matmul_tops:  # quantised-activation kernels: see Hardware.quantized_matmul_tops
+    # quantised-activation kernels (Hardware.quantized_matmul_tops); a device with no int8 rate has no such path
+    if dtype == "int8" and eff.int8_compute and peak and hw.quantized_matmul_tops:
         compute_eff, t_kernel = eff.int8_compute, op.flops / (hw.quantized_matmul_tops * 1e12)
     # Unpacking is SM work on weights as they arrive: at decode batches there is too little arithmetic to hide it
     # and it adds to the weight stream; once the multiply is compute-bound it overlaps with it. One smooth rule
