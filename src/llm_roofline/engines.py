@@ -106,13 +106,20 @@ def load_profiles(path: str | Path) -> tuple[dict[str, Profile], dict, dict]:
                 raise UserError(f"{bad} (profile {name!r}: {key} must be a number from 0 to {top:g}, got {value!r})")
         profiles[name] = Profile(**rec)
     ranges = data.get("ranges", {})
-    if not isinstance(ranges, dict) or not all(
-            isinstance(d, dict) and all(isinstance(v, list) and len(v) == 2 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in v)
-                and v[0] <= v[1] for v in d.values()) for d in ranges.values()):
+    if not isinstance(ranges, dict) or not all(isinstance(d, dict) and all(map(_is_range, d.values()))
+                                               for d in ranges.values()):
         raise UserError(f"{bad} ('ranges' must map families to {{kind: [low, high]}} with 0 < low <= high)")
     meta = data.get("meta", {})
     return profiles, ranges, meta if isinstance(meta, dict) else {}
+
+
+def _is_range(value) -> bool:
+    """[low, high] with 0 < low <= high, both finite numbers."""
+    if not isinstance(value, list) or len(value) != 2:
+        return False
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in value):
+        return False
+    return 0 < value[0] <= value[1]
 
 
 _FRACTIONS = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit",

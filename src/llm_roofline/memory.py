@@ -60,10 +60,15 @@ def _kv_terms(spec: ModelSpec, kv_bits: float, tp: int) -> tuple[list[tuple[floa
     return per_token, state
 
 
+def _kept_bytes(per_token: list[tuple[float, float | None]], length: float) -> float:
+    """KV bytes of one sequence `length` tokens deep: sliding-window layers keep only their window."""
+    return sum(b * (length if w is None else min(length, w)) for b, w in per_token)
+
+
 def kv_cache_bytes(spec: ModelSpec, kv_bits: float, batch: int, length: float, tp: int = 1) -> float:
     """Cache for `batch` sequences of `length` tokens; sliding-window layers keep only their window."""
     per_token, state = _kv_terms(spec, kv_bits, tp)
-    return batch * (sum(b * (length if w is None else min(length, w)) for b, w in per_token) + state)
+    return batch * (_kept_bytes(per_token, length) + state)
 
 
 def _activation_terms(spec: ModelSpec, fmt: WeightFormat, tp: int) -> tuple[float, float]:
@@ -97,8 +102,8 @@ class _Footprint:
         self.prompt = prompt
 
     def per_sequence(self, length: float) -> float:
-        kv = sum(b * (length if w is None else min(length, w)) for b, w in self.kv)
-        return kv + self.state + min(self.prompt, length) * self.act_token + self.act_sequence
+        return (_kept_bytes(self.kv, length) + self.state + min(self.prompt, length) * self.act_token
+                + self.act_sequence)
 
     def total(self, batch: float, length: float) -> float:
         return self.fixed + batch * self.per_sequence(length)
@@ -145,13 +150,13 @@ def memory_budget(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, batch: int
     split = _weight_split(spec, fmt)
     here = _Footprint(spec, fmt, kv_bits, prompt, tp, overhead_gb * GB, split)
     weights = split[0] + split[1] / tp
-    kv = kv_cache_bytes(spec, kv_bits, batch, length, tp)
-    acts = activation_bytes(spec, fmt, batch, prompt, tp)
+    kv = batch * (_kept_bytes(here.kv, length) + here.state)
+    acts = batch * (prompt * here.act_token + here.act_sequence)
     used = weights + kv + acts + overhead_gb * GB  # the whole prompt's prefill, whatever the length
     min_devices = next((n for n in _device_counts() if
                         _Footprint(spec, fmt, kv_bits, min(prompt, length), n, overhead_gb * GB, split)
                         .total(batch, length) <= capacity), None)
-    per_token = kv_cache_bytes(spec, kv_bits, 1, 1, tp) - kv_cache_bytes(spec, kv_bits, 1, 0, tp)
+    per_token = _kept_bytes(here.kv, 1) - _kept_bytes(here.kv, 0)
     return MemoryResult(
         weights_gb=weights / GB, kv_cache_gb=kv / GB, activations_gb=acts / GB, runtime_overhead_gb=overhead_gb,
         total_gb=used / GB, capacity_gb=capacity_gb, fits=used <= capacity, min_devices=min_devices,
