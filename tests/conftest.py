@@ -32,3 +32,22 @@ def tiny_config(tmp_path):
     path.parent.mkdir()
     path.write_text(json.dumps(TINY))
     return path
+
+
+@pytest.fixture
+def point_rows():
+    """(ceiling s, estimate s) of each operator row of one step (B sequences, T new tokens, D cached), through the
+    same compiled step and timing as predict; no fixed overhead."""
+    from dataclasses import replace
+
+    from llm_roofline.step import CompiledStep
+    from llm_roofline.timing import DeviceStep, prefill_times
+
+    def rows(spec, fmt, kv_bits, hw, eff, batch=1, tokens=1, depth=0, tp=1):
+        ds = DeviceStep(CompiledStep(spec, fmt, kv_bits, tp), hw)
+        eff = replace(eff, step_overhead_us=0.0, prefill_overhead_us=0.0)
+        t = prefill_times(ds, eff, batch, tokens, depth, hw.bandwidth_gbps, rows=True)
+        return {name: (float(t.rows["ceiling_s"][i, 0]), float(t.rows["estimate_s"][i, 0]))
+                for i, name in enumerate(ds.step.rows)}
+
+    return rows

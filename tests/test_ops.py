@@ -136,23 +136,25 @@ def test_quantized_formats_keep_conventions():
     assert mx["moe_experts"]["weight"] == pytest.approx(24 * 4 * (3 * 2880 * 2880 + 2 * 2880 + 2880) * 4.25 / 8)
 
 
-def test_ring_allreduce_pays_a_latency_per_step(tiny_config):
+def test_ring_allreduce_pays_a_latency_per_step(tiny_config, point_rows):
     """A ring all-reduce over N devices is a reduce-scatter then an all-gather: 2(N-1) messages in series, each
     carrying 1/N of the data, so 2(N-1)/N of the message crosses each link. Its latency is a fixed part (the
     profile's allreduce latency: launch, synchronisation) plus NCCL's latency per ring step, 2(N-1) times: 0.4 µs
     over NVLink, 1.0 µs over PCIe (NCCL src/graph/tuning.cc, ring, LL)."""
     from llm_roofline.hardware import load_hardware
-    from llm_roofline.roofline import Efficiency, time_op
+    from llm_roofline.timing import Efficiency
 
     spec = load_model(tiny_config)
     for tp, steps in ((2, 2), (4, 6), (8, 14)):
         (op,) = [o for o in step_ops(spec, load_format("bf16"), 16, Step(1, 1, 10, tp=tp)) if o.kind == "allreduce"]
-        assert op.latency_steps == steps
+        assert op.latency_steps == steps and op.count == 2 * spec.n_layers
         assert op.comm_bytes == pytest.approx(2 * (tp - 1) / tp * spec.hidden_size * 2)  # one bf16 vector
         hw = load_hardware("h100")  # NVLink 900 GB/s both ways: 450 GB/s each way
         eff = Efficiency(0.5, 0.5, 0.0, 3.0, "test")
-        ceiling, estimate, *_ = time_op(op, hw, eff)
-        assert ceiling == pytest.approx(op.comm_bytes / 450e9)
-        assert estimate == pytest.approx(op.comm_bytes / 450e9 / 0.5 + 3e-6 + steps * 0.4e-6)
+        n = op.count
+        ceiling, estimate = point_rows(spec, load_format("bf16"), 16, hw, eff, 1, 1, 10, tp)["allreduce"]
+        assert ceiling == pytest.approx(n * op.comm_bytes / 450e9)
+        assert estimate == pytest.approx(n * (op.comm_bytes / 450e9 / 0.5 + 3e-6 + steps * 0.4e-6))
         pcie = load_hardware("4090")  # no NVLink: PCIe 4.0 x16, 64 GB/s both ways
-        assert time_op(op, pcie, eff)[1] == pytest.approx(op.comm_bytes / 32e9 / 0.5 + 3e-6 + steps * 1.0e-6)
+        estimate = point_rows(spec, load_format("bf16"), 16, pcie, eff, 1, 1, 10, tp)["allreduce"][1]
+        assert estimate == pytest.approx(n * (op.comm_bytes / 32e9 / 0.5 + 3e-6 + steps * 1.0e-6))

@@ -226,52 +226,59 @@ def test_result_serialises():
         assert key in d["memory"]
 
 
-def test_measured_profile_times_each_matrix_at_its_own_rate():
-    """With a profile, a matmul takes sum(bytes_i / rate_i) over its matrices: here 1 MiB square at 10 GB/s and
-    1 MiB tall (out/in 4) at 5 GB/s, one vector: 2^20/10e9 + 2^20/5e9 s; the datasheet-style estimate
-    (2 MiB at 40 GB/s) is faster and gives way to it."""
+def test_measured_profile_times_each_matrix_at_its_own_rate(tiny_config, point_rows):
+    """With a profile, a matmul takes sum(bytes_i / rate_i) over its matrices. The tiny model's MLP has gate and up
+    of 128 x 64 (out/in 2) and down of 64 x 128 (out/in 0.5), 16 KiB each in bf16; the profile streams square
+    matrices at 10 GB/s and out/in 4 at 5 GB/s, so out/in 2 runs at sqrt(10 x 5) (log-log interpolation) and 0.5 at
+    the squarest measured rate, 10 GB/s: 2 x 16384 / 7.07e9 + 16384 / 10e9 s per layer. The datasheet-style
+    estimate (48 KiB at 40 GB/s) is faster and gives way to it."""
+    from llm_roofline.architecture import load_model
+    from llm_roofline.formats import load_format
     from llm_roofline.hardware import Hardware
-    from llm_roofline.ops import Op
-    from llm_roofline.roofline import Efficiency, time_op
+    from llm_roofline.timing import Efficiency
 
     rows = [{"dtype": "bf16", "vectors": 1, "matrix_bytes": 2**20, "aspect": a, "gbps": r} for a, r in ((1.0, 10.0),
                                                                                                          (4.0, 5.0))]
     hw = Hardware.from_record({"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16,
                                "bandwidth_gbps": 40, "peak_tflops": {"bf16": 1.0}, "roofline": rows,
                                "bandwidth": [{"bytes": 2**30, "read_gbps": 40}]})
-    op = Op("mlp", "matmul", 2 * 2**20, 2 * 2**20, 0.0, 0.0, "bf16", tokens=1, matrices=((2**20, 1.0), (2**20, 4.0)))
-    eff = Efficiency(1.0, 1.0, 0.0, 0.0, "test")
-    ceiling, estimate, _, t_memory, _ = time_op(op, hw, eff)
-    assert ceiling == pytest.approx(2 * 2**20 / 40e9)
-    assert estimate == pytest.approx(2**20 / 10e9 + 2**20 / 5e9)
+    spec = load_model(tiny_config)
+    matrix = 128 * 64 * 2
+    ceiling, estimate = point_rows(spec, load_format("bf16"), 16, hw, Efficiency(1.0, 1.0, 0.0, 0.0, "test"))["mlp"]
+    layers = spec.n_layers
+    act = (64 + 3 * 128) * 2  # the token in (width 64) and out (params / width = 3 x 128), bf16
+    assert ceiling == pytest.approx(layers * (3 * matrix + act) / 40e9)
+    assert estimate == pytest.approx(layers * (2 * matrix / (50 ** 0.5 * 1e9) + matrix / 10e9))
 
 
-def test_unpack_cycles_add_to_quantised_decode_matmuls_only():
+def test_unpack_cycles_add_to_quantised_decode_matmuls_only(point_rows):
     """A memory-bound matmul over block-quantised weights takes, on top of its memory time, unpack cycles per weight
     x weights / (SMs x clock); 16-bit weights do not, and a compute-bound one hides it under the multiply."""
     from llm_roofline.architecture import load_model
     from llm_roofline.formats import load_format
     from llm_roofline.ops import Step, step_ops
-    from llm_roofline.roofline import Efficiency, time_op
+    from llm_roofline.timing import Efficiency
 
     hw = load_hardware("4090")
     spec = load_model("llama-2-7b")
     plain = Efficiency(0.8, 0.5, 0.0, 0.0, "test")
     unpack = replace(plain, unpack_cycles_per_weight=0.05)
+
+    def mlp(fmt, eff, batch=1, tokens=1):
+        return point_rows(spec, load_format(fmt), 16, hw, eff, batch, tokens)["mlp"][1]
+
     (q4,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 1, 0)) if o.name == "mlp"]
     assert q4.quantized_weights == 3 * 4096 * 11008  # gate, up, down of one layer
-    extra = 0.05 * 3 * 4096 * 11008 / (128 * 2.52e9)
-    assert time_op(q4, hw, unpack)[1] == pytest.approx(time_op(q4, hw, plain)[1] + extra)
+    extra = 32 * 0.05 * 3 * 4096 * 11008 / (128 * 2.52e9)  # 32 layers
+    assert mlp("q4_0", unpack) == pytest.approx(mlp("q4_0", plain) + extra)
     (f16,) = [o for o in step_ops(spec, load_format("f16"), 16, Step(1, 1, 0)) if o.name == "mlp"]
-    assert f16.quantized_weights == 0 and time_op(f16, hw, unpack)[1] == time_op(f16, hw, plain)[1]
+    assert f16.quantized_weights == 0 and mlp("f16", unpack) == mlp("f16", plain)
     (fp8,) = [o for o in step_ops(spec, load_format("fp8"), 16, Step(1, 1, 0)) if o.name == "mlp"]
     assert fp8.quantized_weights == 0  # fp8 goes to the tensor cores as it is
-    # a prefill-sized multiply is compute-bound: the unpacking overlaps with it (time_op)
-    (pre,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(1, 512, 0)) if o.name == "mlp"]
-    assert time_op(pre, hw, unpack)[1] == time_op(pre, hw, plain)[1]
+    # a prefill-sized multiply is compute-bound: the unpacking overlaps with it (timing.DeviceStep.sides)
+    assert mlp("q4_0", unpack, 1, 512) == mlp("q4_0", plain, 1, 512)
     # at 16 tokens the multiply is still memory-bound: the unpacking is paid, as at one token (no threshold)
-    (mid,) = [o for o in step_ops(spec, load_format("q4_0"), 16, Step(16, 1, 0)) if o.name == "mlp"]
-    assert time_op(mid, hw, unpack)[1] == pytest.approx(time_op(mid, hw, plain)[1] + extra)
+    assert mlp("q4_0", unpack, 16) == pytest.approx(mlp("q4_0", plain, 16) + extra)
 
 
 def test_prediction_shows_the_device_inputs_of_the_estimate():

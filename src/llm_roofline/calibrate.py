@@ -42,6 +42,7 @@ import numpy as np
 
 from .engines import PARAMS, Profile, family, format_class, lookup, metric_kind
 from .files import write_json
+from .timing import mean_of_max
 from .validate import METRICS, TIME_METRICS, RowModel
 
 BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
@@ -63,48 +64,30 @@ DECODE_KIND = ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms")
 
 
 class RowSet:
-    """All rows' per-operator times in flat arrays: the estimate of every row for per-row parameters at once."""
+    """All rows' unit times in flat arrays: the estimate of every row for per-row parameters at once, with the
+    formulas of timing.DeviceStep.sides and timing.mean_of_max."""
 
     def __init__(self, models: list[RowModel]):
         self.models = models
         self.n = n = len(models)
-        d_tc, d_tm, d_w, d_seg, d_i8, p_tc, p_tm, p_seg, p_i8 = [], [], [], [], [], [], [], [], []
-        d_k, p_k, d_u, p_u = [], [], [], []
-        self.hbm = np.zeros(n, dtype=bool)
-        self.pipeline = np.ones(n)
-        self.d_link, self.d_ar, self.d_hops, self.p_link, self.p_ar, self.p_hops = (np.zeros(n) for _ in range(6))
-        self.d_nl = np.zeros(n)  # layers launched kernel by kernel in a decode step (0: one graph per step)
-        for r, rm in enumerate(models):
-            for s in rm.decode:
-                k = len(rm.decode)
-                d_tc.append(s.t_compute)
-                d_tm.append(s.t_memory)
-                d_w.append(np.full(len(s.t_compute), 1 / k))
-                d_seg.append(np.full(len(s.t_compute), r))
-                d_i8.append(s.int8)
-                d_k.append(s.kernel_scale)
-                d_u.append(s.t_unpack)
-                self.hbm[r] = s.hbm
-                self.d_link[r] += s.t_link / k
-                self.d_ar[r] += s.allreduces / k
-                self.d_nl[r] += s.launch_layers / k
-                self.d_hops[r] += s.t_hops / k
-            if rm.prefill is not None:
-                p_tc.append(rm.prefill.t_compute)
-                p_tm.append(rm.prefill.t_memory)
-                p_seg.append(np.full(len(rm.prefill.t_compute), r))
-                p_i8.append(rm.prefill.int8)
-                p_k.append(rm.prefill.kernel_scale)
-                p_u.append(rm.prefill.t_unpack)
-                self.pipeline[r] = rm.prefill.pipeline
-                self.p_link[r] = rm.prefill.t_link
-                self.p_ar[r] = rm.prefill.allreduces
-                self.p_hops[r] = rm.prefill.t_hops
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
-        self.d_tc, self.d_tm, self.d_w, self.d_seg = cat(d_tc), cat(d_tm), cat(d_w), cat(d_seg).astype(int)
-        self.p_tc, self.p_tm, self.p_seg = cat(p_tc), cat(p_tm), cat(p_seg).astype(int)
-        self.d_i8, self.p_i8 = cat(d_i8).astype(bool), cat(p_i8).astype(bool)
-        self.d_k, self.p_k, self.d_u, self.p_u = cat(d_k), cat(p_k), cat(d_u), cat(p_u)
+        cat = lambda xs, w=1: np.concatenate(xs) if xs else np.zeros((0, w) if w > 1 else 0)  # noqa: E731
+        for phase in ("d", "p"):
+            units = [(r, getattr(rm, "decode" if phase == "d" else "prefill")) for r, rm in enumerate(models)]
+            units = [(r, u) for r, u in units if u is not None]
+            setattr(self, f"{phase}_k", cat([u.kernel for _, u in units], 2))
+            setattr(self, f"{phase}_m", cat([u.memory for _, u in units], 2))
+            setattr(self, f"{phase}_u", cat([u.unpack for _, u in units], 2))
+            setattr(self, f"{phase}_i8", cat([u.int8 for _, u in units]).astype(bool))
+            setattr(self, f"{phase}_w", cat([u.weight for _, u in units]))
+            setattr(self, f"{phase}_seg", cat([np.full(u.weight.size, r) for r, u in units]).astype(int))
+            for field, name in (("link_s", "link"), ("instances", "ar"), ("hops_s", "hops"), ("ceiling_s", "ceiling"),
+                                ("launch_layers", "nl"), ("factor", "factor")):
+                arr = np.ones(n) if field == "factor" else np.zeros(n)
+                for r, u in units:
+                    arr[r] = getattr(u, field)
+                setattr(self, f"{phase}_{name}", arr)
+        self.hbm = np.array([rm.hbm for rm in models], dtype=bool)
+        self.pcie = np.array([rm.pcie for rm in models], dtype=bool)
         ms = [rm.m for rm in models]
         self.metric = np.array([METRICS.index(m.metric) for m in ms])
         self.batch = np.array([m.batch for m in ms], dtype=float)
@@ -113,35 +96,36 @@ class RowSet:
         self.measured = np.array([m.value for m in ms])
         self.tensor = np.array([m.parallel == "tensor" for m in ms])
         self.fmt_class = np.array([format_class(m.weights) for m in ms])
-        self.pcie = np.array([bool((rm.decode and rm.decode[0].pcie) or (rm.prefill is not None and rm.prefill.pcie))
-                              for rm in models])
 
-    def values(self, params: np.ndarray, ceiling: bool = False) -> np.ndarray:
+    def _phase(self, phase: str, bw, c, c8, cpw) -> np.ndarray:
+        """Sum over each row's groups (and segments) of the run mean of max(compute, memory + unpack)."""
+        k, m, u, i8, w, seg = (getattr(self, f"{phase}_{x}") for x in ("k", "m", "u", "i8", "w", "seg"))
+        eta_c = np.where(i8, c8[seg], c[seg])[:, None]
+        compute = k / eta_c
+        memory = m / bw[seg][:, None] + cpw[seg][:, None] * u
+        mean, _ = mean_of_max(compute[:, 0], memory[:, 0], compute[:, 1], memory[:, 1])
+        return np.bincount(seg, mean * w, self.n)
+
+    def values(self, params: np.ndarray) -> np.ndarray:
         """params: (n, len(PARAMS)) per row -> the metric each row reports."""
         bw, c, ov, ar, c8, pov, ar_pcie, f8, f4, fh, cpw, lpl = (params[:, i] for i in range(len(PARAMS)))
-        bw = bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4]) * np.where(self.hbm, fh, 1.0)
-        d_k, p_k = (1.0, 1.0) if ceiling else (self.d_k, self.p_k)
-        ar = np.where(self.pcie, ar_pcie, ar)
-        ov, ar, pov = ov * 1e-6, ar * 1e-6, pov * 1e-6
-        d_c = np.where(self.d_i8, c8[self.d_seg], c[self.d_seg])
-        d_op = np.maximum(self.d_tc * d_k / d_c, self.d_tm / bw[self.d_seg] + cpw[self.d_seg] * self.d_u) * self.d_w
-        hops = (0.0, 0.0) if ceiling else (self.d_hops, self.p_hops)  # latencies are no part of a ceiling
-        step = (np.bincount(self.d_seg, d_op, self.n) + self.d_link / bw + self.d_ar * ar + hops[0] + ov
+        bw = np.minimum(1.0, bw * np.choose(self.fmt_class, [np.ones(self.n), f8, f4]) * np.where(self.hbm, fh, 1.0))
+        ar = np.where(self.pcie, ar_pcie, ar) * 1e-6
+        step = (self._phase("d", bw, c, c8, cpw) + self.d_link / bw + self.d_ar * ar + self.d_hops + ov * 1e-6
                 + lpl * 1e-6 * self.d_nl)
-        p_c = np.where(self.p_i8, c8[self.p_seg], c[self.p_seg])
-        p_op = np.maximum(self.p_tc * p_k / p_c, self.p_tm / bw[self.p_seg] + cpw[self.p_seg] * self.p_u)  # time_op
-        ttft = np.bincount(self.p_seg, p_op, self.n) + self.p_link / bw + self.p_ar * ar + hops[1] + pov
-        if ceiling:
-            ttft = ttft / self.pipeline
+        ttft = ((self._phase("p", bw, c, c8, cpw) + self.p_link / bw + self.p_ar * ar + self.p_hops) * self.p_factor
+                + pov * 1e-6)
+        return self._metric(step, ttft)
+
+    def _metric(self, step: np.ndarray, ttft: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             table = [1 / step, self.batch / step, self.batch * self.prompt / ttft, ttft * 1e3, step * 1e3,
                      self.batch * self.gen / (ttft + (self.gen - 1) * step)]
         return np.choose(self.metric, table)
 
     def ceilings(self) -> np.ndarray:
-        # efficiencies and dequantisation factors at 1, overheads and latencies at 0
-        ceiling = [1.0 if name in LINEAR else 0.0 for name in PARAMS]
-        return self.values(np.tile(ceiling, (self.n, 1)), ceiling=True)
+        """Each row's ceiling, from the same compiled step and timing as predict's (no efficiency, no overhead)."""
+        return self._metric(self.d_ceiling, self.p_ceiling)
 
 
 def log_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -175,7 +159,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
         active += ["prefill_overhead_us"]
         if rows.p_i8.any():
             active += ["int8_compute_efficiency"]
-        if (~rows.p_i8 & (rows.p_tc > rows.p_tm)).any():
+        if (~rows.p_i8 & (rows.p_k[:, 0] > rows.p_m[:, 0])).any():
             active += ["compute_efficiency"]
     if (rows.tensor & ~rows.pcie).any():
         active += ["allreduce_us"]

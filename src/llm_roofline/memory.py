@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from .architecture import ModelSpec, global_weights, layer_weights
 from .formats import WeightFormat
-from .ops import group_bits, kv_bytes_per_token, recurrent_state_bytes
+from .step import group_bits, kv_bytes_per_token, recurrent_state_bytes
 
 GB = 1e9
 MAX_DEVICES = 4096
@@ -26,29 +29,41 @@ class MemoryResult:
     max_context: int  # longest context (tokens) that fits at this workload's batch (0: none)
     model_max_context: int | None  # max_position_embeddings, the model's own limit
     kv_bytes_per_token: float  # per sequence, all layers, this device
-    per_device: bool  # figures are per device of a tensor-parallel group (tp > 1)
+    per_device: bool  # figures are for the heaviest device of a tp x pp layout (more than one device)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _weight_split(spec: ModelSpec, fmt: WeightFormat) -> tuple[float, float]:
-    """(replicated, sharded) weight bytes: embedding and norms sit whole on every device, matmuls split tp ways."""
-    replicated = sharded = 0.0
-    groups = [(g, n) for layer, n in spec.layer_kinds for g in layer_weights(spec, layer)]
-    for g, n in groups + [(g, 1) for g in global_weights(spec)]:
-        size = n * g.params * group_bits(g, spec, fmt) / 8
-        if g.kind in ("norm", "embedding"):
-            replicated += size
-        else:
-            sharded += size
-    return replicated, sharded
+def _weight_split(spec: ModelSpec, fmt: WeightFormat) -> dict[str, float]:
+    """Weight bytes by where they sit: the layers' norms (whole on every device of a tp group) and matmuls (split
+    tp ways), and the global embedding, its projection (OPT), final norm and untied lm_head."""
+    out = dict(layer_norms=0.0, layer_matmuls=0.0, embedding=0.0, embed_proj=0.0, final_norm=0.0, lm_head=0.0)
+    for layer, n in spec.layer_kinds:
+        for g in layer_weights(spec, layer):
+            out["layer_norms" if g.kind == "norm" else "layer_matmuls"] += n * g.params * group_bits(g, spec, fmt) / 8
+    for g in global_weights(spec):
+        out[g.op] += g.params * group_bits(g, spec, fmt) / 8
+    return out
 
 
-def weight_bytes(spec: ModelSpec, fmt: WeightFormat, tp: int = 1) -> float:
-    """Bytes of all weights on one device: matmuls split tp ways, embedding and norms replicated."""
-    replicated, sharded = _weight_split(spec, fmt)
-    return replicated + sharded / tp
+def _device_weights(split: dict[str, float], spec: ModelSpec, tp, pp: int = 1):
+    """Weight bytes on the heaviest device of tp x pp: ceil(L / pp) of the L layers, and the embedding (first
+    stage) or the final norm and output head (last stage), both when pp = 1; a tied head is the embedding table,
+    which the last stage then holds too."""
+    layers = math.ceil(spec.n_layers / pp) / spec.n_layers * (split["layer_norms"] + split["layer_matmuls"] / tp)
+    first = split["embedding"] + split["embed_proj"] / tp
+    head = split["lm_head"] / tp if not spec.tie_embeddings else split["embedding"]
+    last = split["final_norm"] + head
+    if pp == 1:
+        return layers + first + split["final_norm"] + split["lm_head"] / tp
+    return layers + np.maximum(first, last)
+
+
+def weight_bytes(spec: ModelSpec, fmt: WeightFormat, tp: int = 1, pp: int = 1) -> float:
+    """Bytes of all weights on one device: matmuls split tp ways, embedding and norms replicated, layers split
+    pp ways."""
+    return float(_device_weights(_weight_split(spec, fmt), spec, tp, pp))
 
 
 def _kv_terms(spec: ModelSpec, kv_bits: float, tp: int) -> tuple[list[tuple[float, float | None]], float]:
@@ -60,19 +75,20 @@ def _kv_terms(spec: ModelSpec, kv_bits: float, tp: int) -> tuple[list[tuple[floa
     return per_token, state
 
 
-def _kept_bytes(per_token: list[tuple[float, float | None]], length: float) -> float:
+def _kept_bytes(per_token: list[tuple[float, float | None]], length):
     """KV bytes of one sequence `length` tokens deep: sliding-window layers keep only their window."""
-    return sum(b * (length if w is None else min(length, w)) for b, w in per_token)
+    return sum(b * (length if w is None else np.minimum(length, w)) for b, w in per_token)
 
 
 def kv_cache_bytes(spec: ModelSpec, kv_bits: float, batch: int, length: float, tp: int = 1) -> float:
     """Cache for `batch` sequences of `length` tokens; sliding-window layers keep only their window."""
     per_token, state = _kv_terms(spec, kv_bits, tp)
-    return batch * (_kept_bytes(per_token, length) + state)
+    return float(batch * (_kept_bytes(per_token, length) + state))
 
 
-def _activation_terms(spec: ModelSpec, fmt: WeightFormat, tp: int) -> tuple[float, float]:
-    """(bytes per prompt token, bytes per sequence) of the prefill's working set."""
+def _activation_coefficients(spec: ModelSpec, fmt: WeightFormat) -> tuple[float, float, float]:
+    """The prefill's working set: bytes per prompt token whole on every device (the hidden state's buffers) and
+    split tp ways (the widest intermediate), and fp32 logits per sequence (split tp ways)."""
     h = spec.hidden_size
     widest = max(
         max(layer.intermediate * (2 if spec.mlp_gated else 1),
@@ -80,7 +96,13 @@ def _activation_terms(spec: ModelSpec, fmt: WeightFormat, tp: int) -> tuple[floa
             layer.n_heads * layer.head_dim * 3)
         for layer, _ in spec.layer_kinds
     )
-    return (4 * h + widest / tp) * fmt.activation_bytes, spec.vocab_size * 4 / tp
+    return 4 * h * fmt.activation_bytes, widest * fmt.activation_bytes, spec.vocab_size * 4.0
+
+
+def _activation_terms(spec: ModelSpec, fmt: WeightFormat, tp) -> tuple[float, float]:
+    """(bytes per prompt token, bytes per sequence) of the prefill's working set."""
+    fixed, split, sequence = _activation_coefficients(spec, fmt)
+    return fixed + split / tp, sequence / tp
 
 
 def activation_bytes(spec: ModelSpec, fmt: WeightFormat, batch: int, prompt: int, tp: int = 1) -> float:
@@ -90,78 +112,104 @@ def activation_bytes(spec: ModelSpec, fmt: WeightFormat, batch: int, prompt: int
     return batch * (prompt * per_token + per_sequence)
 
 
-class _Footprint:
-    """Bytes on one device of a tp-way group as closed forms: fixed + batch x (KV(length) + state + prefill
-    working set(min(prompt, length))), where KV is piecewise linear in the length (windows cap it)."""
+class Footprint:
+    """Bytes on the heaviest device of a tp x pp layout as closed forms, on floats or numpy arrays:
+    weights + overhead + batch x (KV(length) + state + prefill working set(min(prompt, length))), KV piecewise
+    linear in the length (windows cap it) and a ceil(KV heads / tp) share of the heads."""
 
-    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, prompt: int, tp: int,
-                 overhead_bytes: float, split: tuple[float, float]):
-        self.fixed = split[0] + split[1] / tp + overhead_bytes
-        self.kv, self.state = _kv_terms(spec, kv_bits, tp)
-        self.act_token, self.act_sequence = _activation_terms(spec, fmt, tp)
-        self.prompt = prompt
+    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, overhead_bytes: float, pp: int = 1):
+        self.spec, self.fmt, self.pp, self.overhead = spec, fmt, pp, overhead_bytes
+        self.split = _weight_split(spec, fmt)
+        self.layer_share = math.ceil(spec.n_layers / pp) / spec.n_layers
+        # per kind of layer: (count x bytes per token of one KV head or of an MLA latent, KV heads or 0, window)
+        self.kinds = []
+        self.state = 0.0  # per sequence at tp = 1 (split tp ways)
+        for layer, n in spec.layer_kinds:
+            if layer.attention == "mla":
+                self.kinds.append((n * kv_bytes_per_token(spec, layer, kv_bits), 0, layer.window))
+            elif layer.attention != "linear":
+                self.kinds.append((n * kv_bytes_per_token(spec, layer, kv_bits) / layer.n_kv_heads, layer.n_kv_heads,
+                                   layer.window))
+            self.state += n * recurrent_state_bytes(spec, layer)
 
-    def per_sequence(self, length: float) -> float:
-        return (_kept_bytes(self.kv, length) + self.state + min(self.prompt, length) * self.act_token
-                + self.act_sequence)
+        self.act_token_fixed, self.act_token_split, self.act_sequence_split = _activation_coefficients(spec, fmt)
 
-    def total(self, batch: float, length: float) -> float:
-        return self.fixed + batch * self.per_sequence(length)
+    def weights(self, tp=1):
+        return _device_weights(self.split, self.spec, tp, self.pp)
 
-    def max_batch(self, length: float, capacity: float, upper: int) -> int:
-        """Largest batch whose total fits (total is affine in the batch): solved, then checked at +-1."""
-        room, each = capacity - self.fixed, self.per_sequence(length)
-        if room < each:
-            return 0
-        b = min(upper, int(room // each) if each > 0 else upper)
-        while b > 1 and self.total(b, length) > capacity:
-            b -= 1
-        while b < upper and self.total(b + 1, length) <= capacity:
-            b += 1
+    def kv(self, length, tp=1):
+        """KV cache and state bytes of one sequence `length` tokens deep on the heaviest device."""
+        kept = sum(b * (np.ceil(heads / tp) if heads else 1) * (length if w is None else np.minimum(length, w))
+                   for b, heads, w in self.kinds)
+        return self.layer_share * (kept + self.state / tp)
+
+    def activations(self, prompt, tp=1):
+        return prompt * (self.act_token_fixed + self.act_token_split / tp) + self.act_sequence_split / tp
+
+    def total(self, batch, prompt, length, tp=1):
+        return (self.weights(tp) + self.overhead
+                + batch * (self.kv(length, tp) + self.activations(np.minimum(prompt, length), tp)))
+
+    def max_batch(self, prompt, length, capacity, tp=1, upper: int = 1 << 24):
+        """Largest batch whose total fits (the total is affine in the batch): solved, then checked at +-1."""
+        room = capacity - self.weights(tp) - self.overhead
+        each = self.kv(length, tp) + self.activations(np.minimum(prompt, length), tp)
+        b = np.clip(np.floor(room / each), 0, upper)
+        b = np.where((b > 0) & (self.total(b, prompt, length, tp) > capacity), b - 1, b)
+        b = np.where((b < upper) & (self.total(b + 1, prompt, length, tp) <= capacity), b + 1, b)
         return b
 
-    def max_length(self, batch: int, capacity: float, upper: int) -> int:
+    def max_length(self, batch: int, prompt: int, capacity: float, tp: int = 1, upper: int = 1 << 30) -> int:
         """Longest length that fits: the total is piecewise linear and non-decreasing in the length, with kinks
         at the prompt and at each window; solved on the segment where it crosses the capacity."""
-        if self.total(batch, 1) > capacity:
+        def total(n):
+            return float(self.total(batch, prompt, n, tp))
+
+        if total(1) > capacity:
             return 0
-        kinks = sorted({upper} | {k for k in (self.prompt, *(w for _, w in self.kv if w)) if 1 < k < upper})
+        kinks = sorted({upper} | {k for k in (prompt, *(w for *_, w in self.kinds if w)) if 1 < k < upper})
         lo = 1
         for hi in kinks:
             if hi <= lo:
                 continue
-            if self.total(batch, hi) <= capacity:
+            if total(hi) <= capacity:
                 lo = hi
                 continue
-            slope = (self.total(batch, hi) - self.total(batch, lo)) / (hi - lo)
-            n = lo + int((capacity - self.total(batch, lo)) // slope)
+            slope = (total(hi) - total(lo)) / (hi - lo)
+            n = lo + int((capacity - total(lo)) // slope)
             n = max(lo, min(n, hi - 1))
-            while n > lo and self.total(batch, n) > capacity:
+            while n > lo and total(n) > capacity:
                 n -= 1
-            while n + 1 < hi and self.total(batch, n + 1) <= capacity:
+            while n + 1 < hi and total(n + 1) <= capacity:
                 n += 1
             return n
         return lo
 
+    def min_devices(self, batch, prompt, length, capacity):
+        """Smallest tensor-parallel group (of the counts _device_counts walks) whose heaviest device fits,
+        evaluated for every count at once; 0 where none up to MAX_DEVICES does."""
+        counts = DEVICE_COUNTS[:, None]
+        batch, prompt, length = (np.asarray(x, dtype=float).reshape(1, -1) for x in (batch, prompt, length))
+        fits = self.total(batch, prompt, length, counts) <= capacity
+        return np.where(fits.any(0), DEVICE_COUNTS[fits.argmax(0)], 0)
+
 
 def memory_budget(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, batch: int, prompt: int, length: int,
-                  tp: int, capacity_gb: float, overhead_gb: float) -> MemoryResult:
+                  tp: int, capacity_gb: float, overhead_gb: float, pp: int = 1,
+                  footprint: Footprint | None = None) -> MemoryResult:
     capacity = capacity_gb * GB
-    split = _weight_split(spec, fmt)
-    here = _Footprint(spec, fmt, kv_bits, prompt, tp, overhead_gb * GB, split)
-    weights = split[0] + split[1] / tp
-    kv = batch * (_kept_bytes(here.kv, length) + here.state)
-    acts = batch * (prompt * here.act_token + here.act_sequence)
+    fp = footprint or Footprint(spec, fmt, kv_bits, overhead_gb * GB, pp)
+    weights = float(fp.weights(tp))
+    kv = batch * float(fp.kv(length, tp))
+    acts = batch * float(fp.activations(prompt, tp))
     used = weights + kv + acts + overhead_gb * GB  # the whole prompt's prefill, whatever the length
-    min_devices = next((n for n in _device_counts() if
-                        _Footprint(spec, fmt, kv_bits, min(prompt, length), n, overhead_gb * GB, split)
-                        .total(batch, length) <= capacity), None)
-    per_token = _kept_bytes(here.kv, 1) - _kept_bytes(here.kv, 0)
+    min_devices = int(fp.min_devices(batch, prompt, length, capacity)[0]) or None
+    per_token = float(fp.kv(1, tp) - fp.kv(0, tp))
     return MemoryResult(
         weights_gb=weights / GB, kv_cache_gb=kv / GB, activations_gb=acts / GB, runtime_overhead_gb=overhead_gb,
         total_gb=used / GB, capacity_gb=capacity_gb, fits=used <= capacity, min_devices=min_devices,
-        max_batch=here.max_batch(length, capacity, 1 << 24), max_context=here.max_length(batch, capacity, 1 << 30),
-        model_max_context=spec.max_position, kv_bytes_per_token=per_token, per_device=tp > 1,
+        max_batch=int(fp.max_batch(prompt, length, capacity, tp)), max_context=fp.max_length(batch, prompt, capacity, tp),
+        model_max_context=spec.max_position, kv_bytes_per_token=per_token, per_device=tp * pp > 1,
     )
 
 
@@ -172,4 +220,6 @@ def _device_counts():
         n += 1 if n < 16 else 8
 
 
-__all__ = ["MemoryResult", "memory_budget", "weight_bytes", "kv_cache_bytes", "activation_bytes"]
+DEVICE_COUNTS = np.array(list(_device_counts()), dtype=float)
+
+__all__ = ["Footprint", "MemoryResult", "memory_budget", "weight_bytes", "kv_cache_bytes", "activation_bytes"]

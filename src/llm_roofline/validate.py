@@ -5,9 +5,9 @@ Each row is predicted from the row alone: its per-device bandwidth, fp16 rate an
 lengths, and the engine (whose efficiency profile the estimate uses). Column meanings: docs/accuracy.md; the
 shipped default data is `catalog/measurements_dev.csv`.
 
-For speed the operators of every step a row needs are timed once at 100% efficiency (RowModel); the ceiling and
-every estimate are then sums of max(t_compute / eta_c, t_memory / eta_bw) over those operators plus overheads,
-evaluated for all rows at once by calibrate.RowSet, which `calibrate` calls thousands of times while fitting.
+Every row goes through the same compiled step and timing as `predict` (step.py, timing.py): its groups' unit times
+are taken once at 100% efficiency (RowModel), and calibrate.RowSet applies any efficiency profile to all rows at
+once with the same formulas, which `calibrate` does thousands of times while fitting.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from .errors import UserError
 from .formats import kv_bits, load_format
 from .hardware import Hardware, load_hardware
 from .memory import memory_budget
-from .ops import Step, step_ops
-from .roofline import DECODE_SAMPLES, Efficiency, allreduce_hop_us, time_op, unpack_s_per_cycle
+from .step import CompiledStep
+from .timing import (DeviceStep, Efficiency, UnitTimes, decode_times, decode_units, pipelined_decode_ceiling,
+                     prefill_pipeline_factor, prefill_times)
 
 REQUIRED = ("source", "engine", "hardware", "bandwidth_gbps", "devices", "parallel", "model", "weights", "batch",
             "prompt_tokens", "kv_depth", "gen_tokens", "metric", "value")
@@ -233,8 +234,6 @@ def row_hardware(m: Measurement) -> Hardware:
     if not m.hardware_id and base.category != "apple_soc":
         peaks.setdefault("int8", peaks["fp16"] * (4 if base.vendor == "NVIDIA" else 1))
     memory = m.memory_gb or base.memory_gb
-    if m.parallel == "layer":
-        memory *= m.devices  # the layers are spread over the devices
     link = None if "no nvlink" in m.notes.lower() else base.link_gbps_bidir  # the row says it ran over PCIe
     return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory, link_gbps_bidir=link)
 
@@ -243,52 +242,47 @@ def row_hardware(m: Measurement) -> Hardware:
 
 
 @dataclass(frozen=True)
-class StepTimes:
-    """Per-operator times of one step at 100% efficiency, as arrays: evaluate any efficiency cheaply."""
+class PhaseUnits:
+    """One row's phase at 100% efficiency, flattened over its roofline groups (and, for decode, the segments of
+    the run): each group's estimate is max(kernel / eta_c, memory / eta_bw + cycles x unpack) at a segment's two
+    ends (timing.mean_of_max), weighted by the segment's share of the run. Links and hand-offs: their seconds
+    over the link (/ eta_bw), a fixed latency per instance (the profile's) and the ring-step latencies."""
 
-    t_compute: np.ndarray
-    t_memory: np.ndarray
-    int8: np.ndarray  # operators whose matmuls run on int8 units (quantised-activation kernels)
-    kernel_scale: np.ndarray  # estimate's compute time / ceiling's (Hardware.quantized_matmul_tops; else 1)
-    t_unpack: np.ndarray  # roofline.unpack_s_per_cycle (x unpack_cycles_per_weight: seconds)
-    t_link: float
-    allreduces: int  # all-reduces in series (each pays the profile's fixed latency)
-    pipeline: int = 1  # devices that can overlap this step (layer split): the ceiling divides by it
-    pcie: bool = False  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)
-    hbm: bool = False  # the device's memory is HBM (Profile.bw_factor_hbm)
+    kernel: np.ndarray  # (entries, 2): at the two ends (prefill: the same value twice)
+    memory: np.ndarray
+    unpack: np.ndarray
+    int8: np.ndarray  # (entries,) the group runs on quantised-activation kernels (int8_compute_efficiency)
+    weight: np.ndarray  # (entries,)
+    link_s: float
+    instances: float  # all-reduces and hand-offs in series, each paying the profile's fixed latency
+    hops_s: float
+    ceiling_s: float  # the phase's ceiling (a pipeline's best, timing.py)
+    factor: float = 1.0  # a pipelined prefill's fill-and-drain factor on the estimate
     launch_layers: int = 0  # layers whose kernels are launched one by one (engines.replays_graph; decode only)
-    t_hops: float = 0.0  # all-reduce ring-step latencies in series, seconds (roofline.allreduce_hop_us)
 
 
 @dataclass(frozen=True)
 class RowModel:
-    """What a row needs, timed once: its prefill and/or decode steps (calibrate.RowSet evaluates them)."""
+    """What a row needs, timed once: its prefill and/or decode (calibrate.RowSet evaluates them)."""
 
     m: Measurement
-    prefill: StepTimes | None
-    decode: tuple[StepTimes, ...]  # samples over the decode run; their mean is the step time
+    prefill: PhaseUnits | None
+    decode: PhaseUnits | None
+    pcie: bool  # all-reduces cross PCIe rather than a scale-up link (NVLink, Infinity Fabric)
+    hbm: bool  # the device's memory is HBM (Profile.bw_factor_hbm)
     fits: bool
     min_devices: int | None
 
 
-def _step_times(spec, fmt, bits, step: Step, hw: Hardware) -> StepTimes:
-    unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
-    tc, tm, int8, unpack, link, ars, hops = [], [], [], [], 0.0, 0, 0.0
-    int8_scale = hw.peak("int8")[0] / hw.quantized_matmul_tops if hw.quantized_matmul_tops else 1.0
-    for op in step_ops(spec, fmt, bits, step):
-        ceiling, _, t_c, t_m, dtype = time_op(op, hw, unit)
-        if op.kind == "allreduce":
-            link += op.count * ceiling
-            ars += op.count
-            hops += op.count * op.latency_steps * allreduce_hop_us(hw) * 1e-6
-        else:
-            tc.append(op.count * t_c)
-            tm.append(op.count * t_m)
-            int8.append(dtype == "int8")
-            unpack.append(op.count * unpack_s_per_cycle(op, hw))
-    int8 = np.array(int8, dtype=bool)
-    return StepTimes(np.array(tc), np.array(tm), int8, np.where(int8, int8_scale, 1.0), np.array(unpack), link, ars,
-                     pcie=not hw.link_gbps_bidir, hbm=hw.hbm, t_hops=hops)
+def _phase_units(ds: DeviceStep, u: UnitTimes, ends: tuple[slice, slice], weight: np.ndarray, ceiling_s: float,
+                 **kw) -> PhaseUnits:
+    roof, link = ~ds.link[:, 0], ds.link[:, 0]
+    pairs = lambda x: np.stack([x[roof][:, ends[0]], x[roof][:, ends[1]]], -1).reshape(-1, 2)  # noqa: E731
+    n_entries = weight.size
+    return PhaseUnits(pairs(u.kernel), pairs(u.memory), pairs(u.unpack),
+                      np.repeat(ds.int8_path[roof, 0], n_entries // max(1, roof.sum())),
+                      weight, float(u.link[link].max(1).sum()) if link.any() else 0.0,
+                      float(ds.instances[link, 0].sum()), float(ds.hop_s[link, 0].sum()), ceiling_s, **kw)
 
 
 def row_model(m: Measurement) -> RowModel:
@@ -297,6 +291,8 @@ def row_model(m: Measurement) -> RowModel:
     bits = kv_bits(m.kv_cache)
     hw = row_hardware(m)
     tp = m.devices if m.parallel == "tensor" else 1
+    pp = m.devices if m.parallel == "layer" else 1
+    unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
     prefill = None
     if m.metric in ("prefill_tok_s", "ttft_ms", "throughput_tok_s"):
         # A request's time to first token is its own prompt's prefill: with a batch (or client concurrency)
@@ -306,22 +302,29 @@ def row_model(m: Measurement) -> RowModel:
         if m.engine == "llama.cpp-cuda" and fmt.compute == "int8" and m.build_date and \
                 m.build_date < LLAMA_CPP_CUDA_MMQ_DEFAULT and hw.tensor_cores:
             prefill_fmt = replace(fmt, compute="fp16")  # dequantise + fp16 cuBLAS then
-        prefill = _step_times(spec, prefill_fmt, bits, Step(prompts, m.prompt_tokens, m.kv_depth, tp), hw)
-        if m.parallel == "layer":  # devices holding successive layers could pipeline a prompt's micro-batches
-            prefill = replace(prefill, pipeline=m.devices)
-    decode: list[StepTimes] = []
+        ds = DeviceStep(CompiledStep(spec, prefill_fmt, bits, tp, pp), hw)
+        u = ds.unit_times(ds.step.evaluate(prompts, m.prompt_tokens, m.kv_depth), hw.bandwidth_gbps)
+        ceiling = prefill_times(ds, unit, prompts, m.prompt_tokens, m.kv_depth, hw.bandwidth_gbps).ceiling_s
+        roof = int((~ds.link).sum())
+        prefill = _phase_units(ds, u, (slice(0, 1), slice(0, 1)), np.ones(roof), float(ceiling[0]),
+                               factor=float(prefill_pipeline_factor(pp, m.prompt_tokens)))
+    decode = None
     if m.metric in ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms", "throughput_tok_s"):
         start = m.kv_depth + (m.prompt_tokens if m.metric == "throughput_tok_s" else 0)
         gen = m.gen_tokens or 1
-        samples = min(gen, DECODE_SAMPLES)
-        decode = [_step_times(spec, fmt, bits, Step(m.batch, 1, start + (k + 0.5) * gen / samples, tp), hw)
-                  for k in range(samples)]
-        if not replays_graph(m.engine, hw, m.build_date):
-            decode = [replace(s, launch_layers=spec.n_layers) for s in decode]
+        ds = DeviceStep(CompiledStep(spec, fmt, bits, tp, pp), hw)
+        run = decode_units(ds, m.batch, start, gen, hw.bandwidth_gbps)
+        ceiling = (pipelined_decode_ceiling(ds, unit, m.batch, start, gen, hw.bandwidth_gbps) if pp > 1 else
+                   decode_times(ds, unit, m.batch, start, gen, hw.bandwidth_gbps, ceiling_only=True).ceiling_s)
+        segments = run.points - 1
+        roof = int((~ds.link).sum())
+        decode = _phase_units(ds, run.units, (slice(0, segments), slice(1, segments + 1)),
+                              np.tile(run.weight[:, 0], roof), float(ceiling[0]),
+                              launch_layers=0 if replays_graph(m.engine, hw, m.build_date) else spec.n_layers)
     length = m.kv_depth + m.prompt_tokens + (m.gen_tokens or 0)
     mem = memory_budget(spec, fmt, bits, m.batch, max(m.prompt_tokens, 1), length, tp, hw.memory_gb,
-                        hw.defaults.runtime_overhead_gb)
-    return RowModel(m, prefill, tuple(decode), mem.fits, mem.min_devices)
+                        hw.defaults.runtime_overhead_gb, pp)
+    return RowModel(m, prefill, decode, not hw.link_gbps_bidir, hw.hbm, mem.fits, mem.min_devices)
 
 
 # ---------------------------------------------------------------------------------------------------- the report

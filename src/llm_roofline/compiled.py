@@ -1,0 +1,297 @@
+"""compile(): the architecture work done once for a model on a device in a format, KV format, parallel layout and
+engine. Its predict() (one workload, every figure and the operator table) and times() (arrays of workloads, what
+sweep, plan and validate use) evaluate the same closed forms: step.py's costs timed by timing.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import ModelSpec, load_model, param_counts
+from .errors import UserError, require_positive
+from .formats import WeightFormat, kv_bits, load_format
+from .hardware import Hardware, load_hardware
+from .memory import GB, Footprint, memory_budget
+from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult, Workload)
+from .step import CompiledStep
+from .timing import (DeviceStep, Efficiency, PhaseTimes, decode_times, pipelined_decode_ceiling, prefill_times)
+
+MAX_TOKENS = 1 << 30  # batch, prompt, context, gen: far beyond any device's memory, small enough to stay exact
+MAX_PARALLEL = 4096
+
+
+def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute_efficiency: float | None,
+                       step_overhead_us: float | None, engine: str | None = None,
+                       fmt: WeightFormat | None = None, n_layers: int = 0, batch: int = 1) -> Efficiency:
+    """The estimate's inputs: an engine's fitted profile, else the device-class defaults; explicit values win."""
+    for name, value in (("bandwidth_efficiency", bandwidth_efficiency), ("compute_efficiency", compute_efficiency)):
+        if value is not None and not 0 < value <= 1:
+            raise UserError(f"{name} must be in (0, 1], got {value!r}")
+    if step_overhead_us is not None and not (math.isfinite(step_overhead_us) and 0 <= step_overhead_us <= 1e9):
+        raise UserError(f"step_overhead_us must be a finite number >= 0 (µs), got {step_overhead_us!r}")
+    overridden = any(v is not None for v in (bandwidth_efficiency, compute_efficiency, step_overhead_us))
+    if engine:
+        from .engines import efficiency_for
+
+        base = efficiency_for(engine, fmt, hw, n_layers=n_layers)
+    else:
+        d = hw.defaults
+        step_us, layer_us = hw.overheads_at(batch, fmt.id if fmt is not None else "f32")
+        base = Efficiency(d.bandwidth_efficiency, d.compute_efficiency, step_us + layer_us * n_layers,
+                          d.allreduce_latency_us,
+                          f"{hw.device_class} class defaults ({d.source})" if not hw.measured else
+                          f"measured profile {hw.id}: overhead {step_us:,.0f} µs/step + {layer_us:,.0f} µs/layer "
+                          f"x {n_layers} layers at batch {batch}")
+    changes = {k: v for k, v in (("bandwidth", bandwidth_efficiency), ("compute", compute_efficiency),
+                                 ("step_overhead_us", step_overhead_us)) if v is not None}
+    if compute_efficiency is not None:
+        changes["int8_compute"] = None  # one compute efficiency for every dtype, as asked
+    if step_overhead_us is not None:
+        changes["prefill_overhead_us"] = None
+    if overridden:
+        changes["source"] = base.source + "; overridden by the caller"
+    return replace(base, **changes)
+
+
+def check_tp(spec: ModelSpec, tp: int) -> None:
+    """Tensor parallelism splits attention heads (and linear-attention value heads) evenly over the devices, as
+    vLLM, SGLang and TensorRT-LLM require; KV heads split evenly or are replicated when there are fewer of them."""
+    if tp == 1:
+        return
+    for layer, _ in spec.layer_kinds:
+        heads = spec.linear_attention.n_value_heads if layer.attention == "linear" else layer.n_heads
+        kv = heads if layer.attention in ("linear", "mla") else layer.n_kv_heads
+        if heads % tp or (kv % tp and tp % kv):
+            valid = [n for n in range(1, heads + 1) if not heads % n and (not kv % n or not n % kv)]
+            raise UserError(f"--tp {tp} does not split {spec.id}'s {heads} attention heads ({kv} KV heads) evenly;"
+                            f" valid: {', '.join(map(str, valid[:12]))}{', ...' if len(valid) > 12 else ''}")
+
+
+def check_pp(spec: ModelSpec, pp: int) -> None:
+    """A layer split needs at least one layer per stage."""
+    if pp > spec.n_layers:
+        raise UserError(f"--pp {pp} is more stages than {spec.id}'s {spec.n_layers} layers; at most {spec.n_layers}")
+
+
+def check_workload(**values: int | None) -> None:
+    """Whole numbers within bounds: batch, prompt, gen >= 1, context >= 0 (None: the default)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        require_positive(name, value, allow_zero=name == "context")
+        if value > MAX_TOKENS:
+            raise UserError(f"{name} {value:,} is beyond what any device holds (at most {MAX_TOKENS:,})")
+
+
+@dataclass(frozen=True)
+class Times:
+    """Decode (the mean step of the run) and prefill of arrays of workloads, and the bandwidth used."""
+
+    decode: PhaseTimes
+    prefill: PhaseTimes
+    decode_ceiling_s: np.ndarray  # with a pipeline: the best micro-batching (timing.pipelined_decode_ceiling)
+    bandwidth_gbps: np.ndarray
+
+
+class Compiled:
+    """A model on a device in a format and layout, ready to evaluate: compile() builds it."""
+
+    def __init__(self, spec: ModelSpec, hw: Hardware, fmt: WeightFormat, kv_name: str, tp: int, pp: int,
+                 engine: str | None, overrides: dict):
+        self.spec, self.hw, self.fmt, self.kv_name, self.tp, self.pp, self.engine = spec, hw, fmt, kv_name, tp, pp, \
+            engine
+        self.overrides = overrides
+        self.kv_bits = kv_bits(kv_name)
+        self.step = CompiledStep(spec, fmt, self.kv_bits, tp, pp)
+        self.device = DeviceStep(self.step, hw)
+        self.efficiency = self.efficiency_at(1)
+        # a measured profile's overheads depend on the batch, unless an engine or the caller sets them
+        self.per_batch_overhead = bool(hw.overheads) and not engine and overrides["step_overhead_us"] is None
+        self.footprint = Footprint(spec, fmt, self.kv_bits, hw.defaults.runtime_overhead_gb * GB, pp)
+        self.counts = param_counts(spec)
+        self.weight_bytes_total = float(Footprint(spec, fmt, self.kv_bits, 0.0).weights(1))
+        from .engines import speed_range
+
+        self.decode_range = speed_range(engine, "decode")
+        self.prefill_range = speed_range(engine, "prefill")
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp
+
+    def efficiency_at(self, batch: int) -> Efficiency:
+        """A measured profile's overheads depend on the batch (Hardware.overheads_at); everything else does not."""
+        return resolve_efficiency(self.hw, *self.overrides.values(), self.engine, self.fmt, self.spec.n_layers, batch)
+
+    def _bandwidth(self, batch, depth, gen) -> np.ndarray:
+        """The datasheet bandwidth; a measured profile's read rate at the decode step's working set."""
+        if not self.hw.bandwidth_curve:
+            return np.full(np.broadcast(batch, depth, gen).size, self.hw.bandwidth_gbps)
+        unit = Efficiency(1.0, 1.0, 0.0, 0.0, "ceiling")
+        probe = decode_times(self.device, unit, batch, depth, gen, np.float64(self.hw.bandwidth_gbps),
+                             ceiling_only=True)
+        return np.array([self.hw.bandwidth_at(x) for x in probe.bytes])
+
+    def times(self, batch, prompt, depth, gen, rows: bool = False) -> Times:
+        """Decode and prefill of batch sequences that prefill `prompt` tokens and decode `gen` from a KV cache
+        `depth` deep: arrays broadcast together (flattened)."""
+        batch, prompt, depth, gen = (x.reshape(-1) for x in np.broadcast_arrays(
+            *(np.asarray(v, dtype=float) for v in (batch, prompt, depth, gen))))
+        bw = self._bandwidth(batch, depth, gen)
+        eff = self.efficiency
+        if self.per_batch_overhead:
+            effs = {b: self.efficiency_at(int(b)) for b in np.unique(batch)}
+            step_us = np.array([effs[b].step_overhead_us for b in batch])
+            eff = replace(eff, step_overhead_us=step_us)
+        decode = decode_times(self.device, eff, batch, depth, gen, bw, rows=rows)
+        # the prompt on top of whatever part of the context it does not cover
+        prefill = prefill_times(self.device, eff, batch, prompt, np.maximum(0, depth - prompt), bw, rows=rows)
+        ceiling = decode.ceiling_s
+        if self.pp > 1:
+            ceiling = pipelined_decode_ceiling(self.device, eff, batch, depth, gen, bw)
+        return Times(decode, prefill, ceiling, bw)
+
+    # ------------------------------------------------------------------------------------------- one workload
+
+    def predict(self, batch: int = 1, prompt: int = 512, context: int | None = None, gen: int = 256) -> Prediction:
+        check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
+        spec, hw, fmt = self.spec, self.hw, self.fmt
+        depth = prompt if context is None else context
+        t = self.times(batch, prompt, depth, gen, rows=True)
+        eff = self.efficiency_at(batch) if self.per_batch_overhead else self.efficiency
+        d, p = t.decode, t.prefill
+        notes = list(spec.notes)
+        mem = memory_budget(spec, fmt, self.kv_bits, batch, prompt, depth + gen, self.tp, hw.memory_gb,
+                            hw.defaults.runtime_overhead_gb, self.pp, self.footprint)
+        if not mem.fits:
+            need = f"needs {mem.min_devices} devices" if mem.min_devices else "does not fit on any number of devices"
+            if self.pp > 1 and mem.min_devices:
+                need = f"needs tp {mem.min_devices} in each of the {self.pp} stages"
+            notes.append(f"does not fit: {mem.total_gb:.1f} GB per device > {hw.memory_gb:g} GB ({need}); speeds are "
+                         "for the workload as if it fitted")
+        if self.device.no_peak:
+            notes.append(f"{hw.id} publishes no compute peak: compute time is taken as zero, so compute-bound figures "
+                         "(prefill) are not bounded")
+        if spec.max_position and depth + gen > spec.max_position:
+            notes.append(f"context {depth + gen} exceeds the model's max_position_embeddings ({spec.max_position})")
+        if self.pp > 1:
+            notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate); bytes "
+                         f"and the operator table are the whole model's, each stage reads 1/{self.pp} of them")
+        ceiling_s, estimate_s = float(t.decode_ceiling_s[0]), float(d.estimate_s[0])
+        d_low, d_high = self.decode_range
+        p_low, p_high = self.prefill_range
+        d_bytes, d_kv = float(d.bytes[0]), float(d.kv_bytes[0])
+        decode_bound = "compute" if d.compute_s[0] > d.memory_s[0] + d.link_s[0] else "memory"
+        decode = DecodeResult(
+            ceiling_tok_s=1 / ceiling_s, estimate_tok_s=1 / estimate_s,
+            estimate_low_tok_s=min(d_low / estimate_s, 1 / ceiling_s),
+            estimate_high_tok_s=min(d_high / estimate_s, 1 / ceiling_s),
+            ceiling_throughput_tok_s=batch / ceiling_s, estimate_throughput_tok_s=batch / estimate_s,
+            tpot_floor_ms=ceiling_s * 1e3, tpot_ms=estimate_s * 1e3, bytes_per_step=d_bytes,
+            weight_bytes_per_step=float(d.weight_bytes[0]), kv_bytes_per_step=d_kv, flops_per_step=float(d.flops[0]),
+            intensity_flop_per_byte=float(d.flops[0]) / d_bytes, bound=decode_bound,
+            memory_bound_by=None if decode_bound == "compute" else ("kv_cache" if d_kv / d_bytes > 0.5 else "weights"),
+            compute_ms=float(d.compute_s[0]) * 1e3, memory_ms=float(d.memory_s[0]) * 1e3,
+            link_ms=float(d.link_s[0]) * 1e3,
+        )
+        p_ceiling, p_estimate = float(p.ceiling_s[0]), float(p.estimate_s[0])
+        prefill = PrefillResult(
+            ttft_floor_ms=p_ceiling * 1e3, ttft_ms=p_estimate * 1e3,
+            ttft_low_ms=max(p_estimate / p_high, p_ceiling) * 1e3, ttft_high_ms=max(p_estimate / p_low, p_ceiling) * 1e3,
+            ceiling_tok_s=batch * prompt / p_ceiling, estimate_tok_s=batch * prompt / p_estimate,
+            flops=float(p.flops[0]), bytes=float(p.bytes[0]), intensity_flop_per_byte=float(p.flops[0] / p.bytes[0]),
+            bound="compute" if p.compute_s[0] > p.memory_s[0] + p.link_s[0] else "memory",
+            compute_ms=float(p.compute_s[0]) * 1e3, memory_ms=float(p.memory_s[0]) * 1e3,
+            link_ms=float(p.link_s[0]) * 1e3,
+        )
+        bandwidth = float(t.bandwidth_gbps[0])
+        hw_info = HardwareInfo(hw.id, hw.name, bandwidth, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
+                               hw.ridge_point(fmt.compute) if bandwidth == hw.bandwidth_gbps else
+                               replace(hw, bandwidth_gbps=bandwidth).ridge_point(fmt.compute),
+                               *reversed(hw.peak(fmt.compute)), hw.confidence, hw.sources, hw.aliases,
+                               hw.memory_type, hw.sm_cycles_per_s, hw.quantized_matmul_tops, hw.compute_capability)
+        return Prediction(
+            model=ModelInfo(spec.id, spec.model_type, self.counts.total, self.counts.active, self.weight_bytes_total,
+                            fmt.id, spec.source),
+            hardware=hw_info,
+            workload=Workload(fmt.id, self.kv_name, batch, prompt, depth, gen, self.tp, self.engine, self.pp),
+            efficiency=eff, decode=decode, prefill=prefill, memory=mem,
+            operators=self._rows("decode", d) + self._rows("prefill", p), notes=tuple(notes))
+
+    def _rows(self, phase: str, times: PhaseTimes) -> tuple[OperatorRow, ...]:
+        """The operator table: groups of the same name summed (the attention of every kind of layer, ...)."""
+        r = {k: v[:, 0].tolist() for k, v in times.rows.items()}
+        out = []
+        for i, (name, kind, count, dtype) in enumerate(self.row_info):
+            moved = r["weight_bytes"][i] + r["kv_bytes"][i] + r["act_bytes"][i]
+            bound = "link" if kind in ("allreduce", "handoff") else (
+                "compute" if r["compute_s"][i] > r["memory_s"][i] else "memory")
+            out.append(OperatorRow(phase, name, kind, count, r["flops"][i], r["weight_bytes"][i], r["kv_bytes"][i],
+                                   r["act_bytes"][i], r["comm_bytes"][i], r["flops"][i] / moved if moved else None,
+                                   dtype, r["ceiling_s"][i] * 1e3, r["estimate_s"][i] * 1e3, bound))
+        return tuple(out)
+
+    @property
+    def row_info(self) -> list[tuple[str, str, int, str]]:
+        """(name, kind, instances, dtype used) of each row of the operator table."""
+        if not hasattr(self, "_row_info"):
+            info: dict = {}
+            for g, dtype in zip(self.step.groups, self.device.dtypes):
+                name, kind, count, first = info.get(g.name, (g.name, g.kind, 0, dtype))
+                info[g.name] = (name, kind, count + g.count, first)
+            self._row_info = [info[name] for name in self.step.rows]
+        return self._row_info
+
+
+_CACHE: dict = {}
+
+
+def _key(value):
+    """A cache key for a model or device argument: names and unchanged files; None for objects."""
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        try:
+            return (str(value), os.stat(path).st_mtime_ns) if path.is_file() else str(value)
+        except (OSError, ValueError):
+            return str(value)
+    return None
+
+
+def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, weights: str | WeightFormat | None = None,
+            kv_cache: str | None = None, tp: int = 1, pp: int = 1, engine: str | None = None,
+            bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
+            step_overhead_us: float | None = None) -> Compiled:
+    """`model` on `hardware` in `weights` (default: the checkpoint's dtype) with a `kv_cache` format (default
+    f16, or the weights' float type), tp-way tensor parallel in each of pp pipeline stages, timed with `engine`'s
+    fitted profile (else the device-class defaults). The same arguments return the same object (cached)."""
+    for name, value in (("tp", tp), ("pp", pp)):
+        require_positive(name, value)
+        if value > MAX_PARALLEL:
+            raise UserError(f"{name} {value:,} is more devices than any deployment (at most {MAX_PARALLEL:,})")
+    for name, value in (("weights", weights), ("kv_cache", kv_cache), ("engine", engine)):
+        if isinstance(value, str) and not value.strip():
+            raise UserError(f"{name} is empty; leave it out for the default, or name one")
+    key = (_key(model), _key(hardware), weights if isinstance(weights, (str, type(None))) else None, kv_cache, tp,
+           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us)
+    cacheable = key[0] is not None and key[1] is not None and (weights is None or isinstance(weights, str))
+    if cacheable and key in _CACHE:
+        return _CACHE[key]
+    spec = load_model(model)
+    check_tp(spec, tp)
+    check_pp(spec, pp)
+    hw = load_hardware(hardware)
+    fmt = load_format(weights or spec.checkpoint_dtype)
+    kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
+    overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
+                     step_overhead_us=step_overhead_us)
+    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides)
+    if cacheable:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        _CACHE[key] = compiled
+    return compiled

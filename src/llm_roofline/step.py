@@ -1,0 +1,332 @@
+"""One forward step's costs in closed form: compiled once per model x format x parallel layout, then evaluated on
+numpy arrays of workloads. Where are a step's bytes and FLOPs computed? Here.
+
+A step processes T new tokens for each of B sequences whose KV caches already hold D tokens: a decode step is
+T = 1, a prefill T = the prompt. Counting rules (per device):
+  - a matmul over N = B*T tokens with P weights does 2*N*P FLOPs and reads its P weights once per step, whatever
+    N (weights are shared by the batch: that is why batching helps decode);
+  - attention reads each sequence's own cached K/V (not shared: that is why long contexts hurt batching) and
+    writes the new tokens' K/V; its FLOPs are 2*(d_qk + d_v) per head per attended key;
+  - routed experts: only the experts some token of the step routes to are read. With uniform routing a layer
+    of E experts, k per token, touched by N tokens reads E*(1 - (1 - k/E)^N) experts on average;
+  - the embedding lookup reads one row per token, not the table; lm_head runs on the last position only;
+  - tensor parallelism over tp devices splits matmuls and attention heads tp ways (KV heads are replicated when
+    there are fewer than tp; an MLA latent is replicated on every device) and adds two all-reduces per layer;
+  - a layer split over pp devices (pipeline) gives each device 1/pp of the layers: a token's step passes the
+    devices in turn, and the activations of its N tokens cross the link at each of the pp - 1 boundaries.
+
+Every quantity of every operator group is then a linear combination of a few basis functions of (B, T, D):
+    1, N, B, B * keys_w(D, T) and B * min(D, w) for each attention window w (None: the whole context),
+    and the expected distinct experts E*(1 - (1 - k/E)^N),
+so compiling is filling a coefficient table and evaluating is one matrix product. Decode keys at a depth d are
+min(d + 1, w) (the same as the prefill formula at whole depths); between the kinks at w - 1 and w every decode
+quantity is affine in d, which is what lets timing.py average a run of decode steps exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .architecture import LayerSpec, ModelSpec, WeightGroup, global_weights, layer_weights
+from .formats import WeightFormat
+
+QUANTITIES = ("flops", "weight_bytes", "kv_bytes", "act_bytes", "comm_bytes", "quantized_weights")
+FLOPS, WEIGHT, KV, ACT, COMM, QUANT = range(len(QUANTITIES))
+KINDS = ("matmul", "attention", "memory", "allreduce", "handoff")
+
+
+def group_bits(group: WeightGroup, spec: ModelSpec, fmt: WeightFormat) -> float:
+    """Bits per parameter a format stores this tensor group in (formats.py states the conventions)."""
+    if group.kind == "norm":
+        return fmt.norm_bits
+    if group.kind == "embedding":
+        return fmt.embedding_bits
+    if group.kind == "lm_head":
+        return fmt.lm_head_bits
+    if group.kind == "linear" and fmt.experts_only_on_moe and spec.moe is not None:
+        return 16.0
+    return fmt.bits
+
+
+def expected_experts(n_experts: int, top_k: int, tokens):
+    """Distinct experts touched when `tokens` tokens each pick top_k of n_experts uniformly."""
+    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
+
+
+def attended_keys(context, new_tokens, window: int | None):
+    """Sum over the new tokens of the keys each attends to (causal, capped by a sliding window): token i of T
+    attends to min(D + i, w) keys. Works on floats and on numpy arrays."""
+    if window is None:
+        return new_tokens * context + new_tokens * (new_tokens + 1) / 2
+    full = np.clip(window - context, 0, new_tokens)  # tokens that still see less than a window
+    return full * context + full * (full + 1) / 2 + (new_tokens - full) * window
+
+
+def kv_bytes_per_token(spec: ModelSpec, layer: LayerSpec, kv_bits: float, tp: int = 1) -> float:
+    """Cached bytes per token for one layer on one device."""
+    if layer.attention == "linear":
+        return 0.0
+    if layer.attention == "mla":
+        return (spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * kv_bits / 8  # replicated across TP
+    heads = math.ceil(layer.n_kv_heads / tp)
+    return heads * layer.head_dim * (1 if layer.k_eq_v else 2) * kv_bits / 8
+
+
+def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> float:
+    """Fixed-size per-sequence state of a linear-attention layer (replaces its KV cache)."""
+    if layer.attention != "linear":
+        return 0.0
+    la = spec.linear_attention
+    conv = (2 * la.n_key_heads * la.key_head_dim + la.n_value_heads * la.value_head_dim) * (la.conv_kernel - 1) * 2
+    return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
+
+
+def matrix_layout(name: str, shapes, bits: float, tp: int) -> tuple[tuple[float, float], ...]:
+    """(bytes, out/in) of each weight matrix on one device. Tensor parallelism (Megatron's layout) splits the
+    output projections (attention out, the MLP's down: the last matrix) by their inputs, the others by their
+    outputs."""
+    out = []
+    for i, (rows, cols) in enumerate(shapes):
+        row_parallel = name == "attn_out" or (name in ("mlp", "moe_experts", "moe_shared") and i == len(shapes) - 1)
+        rows, cols = (rows, cols / tp) if row_parallel else (rows / tp, cols)
+        out.append((rows * cols * bits / 8, rows / cols))
+    return tuple(out)
+
+
+def compute_dtype(bits: float, fmt: WeightFormat) -> str:
+    """The units a tensor group is multiplied on: the format's own path for the bits it quantises and for any
+    other quantised group (a Q4_K_M file's Q6_K lm_head runs through the same integer kernels as its Q4_K
+    matrices), the float path for groups kept at 16 bits or more. Keying this on the group's bits, not on whether
+    they equal the format's, means fewer bits never lands a tensor on a slower path."""
+    if bits == fmt.bits or bits < 16:
+        return fmt.compute
+    return "fp32" if fmt.activation_bytes == 4 else "fp16"
+
+
+def unpacked(bits: float, compute: str) -> bool:
+    """Integer weights in blocks with scales (ggml, int4/int8, AWQ, GPTQ, EXL2) that a kernel unpacks in software;
+    fp8 and fp4 weights go to the tensor cores as they are."""
+    return bits < 16 and compute not in ("fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class Group:
+    """An operator of the step, identical layers folded: `count` instances, coefficients summed over them."""
+
+    name: str  # the operator table's row
+    kind: str  # one of KINDS
+    compute: str  # dtype whose peak applies
+    count: int
+    matrices: tuple[tuple[float, float], ...] = ()  # matmuls: (bytes, out/in) of each matrix of one instance
+    latency_steps: int = 0  # all-reduces: ring steps per instance, each paying the link's latency
+    curve_tokens: str = ""  # matmuls: what a measured matmul curve is indexed by ("tokens", "sequences", "experts")
+
+
+class _Table:
+    """Coefficients being filled: per group, per quantity, per basis function; one table for T = 1 and one for
+    T > 1 (MLA attends in its latent space at decode, linear attention chunks its prefill)."""
+
+    def __init__(self, basis: list[str]):
+        self.basis = {name: i for i, name in enumerate(basis)}
+        self.groups: list[Group] = []
+        self.single: list[np.ndarray] = []
+        self.multi: list[np.ndarray] = []
+
+    def add(self, group: Group, terms: dict, multi_terms: dict | None = None) -> None:
+        """terms: {quantity index: {basis name: coefficient per instance}}; counts multiply them here."""
+        for table, t in ((self.single, terms), (self.multi, multi_terms or terms)):
+            c = np.zeros((len(QUANTITIES), len(self.basis)))
+            for q, by_basis in t.items():
+                for name, value in by_basis.items():
+                    c[q, self.basis[name]] += value * group.count
+            table.append(c)
+        self.groups.append(group)
+
+
+def _matmul(t: _Table, name: str, params: float, bits: float, compute: str, act: int, width_in: float,
+            width_out: float, shapes, tp: int, count: int, per: str = "tokens") -> None:
+    """A dense matmul over `per` (every token, or one position per sequence for lm_head)."""
+    t.add(Group(name, "matmul", compute, count, matrix_layout(name, shapes, bits, tp), curve_tokens=per),
+          {FLOPS: {per: 2 * params / tp}, WEIGHT: {"one": params * bits / 8 / tp},
+           ACT: {per: (width_in + width_out / tp) * act},
+           QUANT: {"one": params / tp if unpacked(bits, compute) else 0.0}})
+
+
+def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act: int, tp: int, count: int) -> None:
+    dtype = "fp32" if act == 4 else "fp16"
+    if layer.attention == "linear":
+        la = spec.linear_attention
+        v_heads = la.n_value_heads / tp
+        # Gated delta rule: decay, k^T S, rank-1 update and q S per token, each ~ dk*dv per value head;
+        # prefill runs in chunks of 64 with an intra-chunk attention on top.
+        per_token = 8 * v_heads * la.key_head_dim * la.value_head_dim
+        state = recurrent_state_bytes(spec, layer, tp)
+        terms = {FLOPS: {"tokens": per_token}, KV: {"sequences": 2 * state},
+                 ACT: {"tokens": 2 * v_heads * la.value_head_dim * act}}
+        multi = {**terms, FLOPS: {"tokens": per_token + 4 * v_heads * 64 * la.key_head_dim}}
+        t.add(Group("attention", "attention", dtype, count), terms, multi)
+        return
+    heads = layer.n_heads / tp
+    w = layer.window
+    per_token = kv_bytes_per_token(spec, layer, kv_bits, tp)
+
+    def terms(d_qk: float, d_v: float) -> dict:
+        # read the cache (at most a window of it), write the new tokens' K/V
+        return {FLOPS: {f"keys:{w}": heads * 2 * (d_qk + d_v)},
+                KV: {f"cached:{w}": per_token, "tokens": per_token},
+                ACT: {"tokens": heads * (d_qk + d_v) * act}}
+
+    if layer.attention == "mla":
+        m = spec.mla
+        # decode with the up-projections absorbed: attention runs in the latent space (512 + 64 for DeepSeek-V3)
+        single = terms(m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank)
+        multi = terms(m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim)
+        t.add(Group("attention", "attention", dtype, count), single, multi)
+    else:
+        t.add(Group("attention", "attention", dtype, count), terms(layer.head_dim, layer.head_dim))
+
+
+def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: float, tp: int,
+           count: int) -> None:
+    act = fmt.activation_bytes
+    h = spec.hidden_size
+    for g in layer_weights(spec, layer):
+        bits = group_bits(g, spec, fmt)
+        dtype = compute_dtype(bits, fmt)
+        if g.op == "norms":
+            t.add(Group("norms", "memory", "fp32", count),
+                  {FLOPS: {"tokens": 4 * spec.norms_per_layer * h}, WEIGHT: {"one": g.params * bits / 8},
+                   ACT: {"tokens": spec.norms_per_layer * 2 * h * act}})  # read and write the hidden state
+        elif g.op == "moe_experts":
+            moe = spec.moe
+            t.add(Group("moe_experts", "matmul", dtype, count, matrix_layout(g.op, g.shapes, bits, tp),
+                        curve_tokens="experts"),
+                  {FLOPS: {"tokens": 2 * moe.top_k * g.per_expert / tp},
+                   WEIGHT: {"experts": g.per_expert * bits / 8 / tp}, ACT: {"tokens": moe.top_k * 2 * h * act},
+                   QUANT: {"experts": g.per_expert / tp if unpacked(bits, dtype) else 0.0}})
+        else:
+            _matmul(t, g.op, g.params, bits, dtype, act, h, g.params / h, g.shapes, tp, count)
+        if g.op == "attn_qkv":
+            _attention(t, spec, layer, kv_bits, act, tp, count)
+    if tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
+        message = h * act
+        t.add(Group("allreduce", "allreduce", "fp16", 2 * count, latency_steps=2 * (tp - 1)),
+              {FLOPS: {"tokens": h * (tp - 1) / tp}, ACT: {"tokens": 2 * message},
+               COMM: {"tokens": 2 * (tp - 1) / tp * message}})
+
+
+@dataclass(frozen=True)
+class StepValues:
+    """A step's quantities on arrays of workloads: `array` is (groups, quantities, workloads) in QUANTITIES order;
+    the fields are views of it, (groups, workloads) each."""
+
+    array: np.ndarray
+    basis: np.ndarray  # (basis, workloads): what they were evaluated from
+
+    flops = property(lambda self: self.array[:, FLOPS])
+    weight_bytes = property(lambda self: self.array[:, WEIGHT])
+    kv_bytes = property(lambda self: self.array[:, KV])
+    act_bytes = property(lambda self: self.array[:, ACT])
+    comm_bytes = property(lambda self: self.array[:, COMM])
+    quantized_weights = property(lambda self: self.array[:, QUANT])
+
+    @property
+    def bytes(self) -> np.ndarray:
+        return self.array[:, WEIGHT] + self.array[:, KV] + self.array[:, ACT]
+
+
+class CompiledStep:
+    """The step of `spec` in format `fmt`, KV cache at `kv_bits`, tp-way tensor parallel within each of pp
+    pipeline stages; evaluate() gives every group's quantities for arrays of (B, T, D)."""
+
+    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, tp: int = 1, pp: int = 1):
+        self.spec, self.fmt, self.kv_bits, self.tp, self.pp = spec, fmt, kv_bits, tp, pp
+        self.windows = sorted({layer.window for layer, _ in spec.layer_kinds if layer.attention != "linear"},
+                              key=lambda w: -1 if w is None else w)
+        basis = ["one", "tokens", "sequences"] + [f"{kind}:{w}" for w in self.windows for kind in ("keys", "cached")]
+        if spec.moe is not None:
+            basis.append("experts")
+        t = _Table(basis)
+        self._globals(t)
+        self.groups = tuple(t.groups)
+        self.single = np.stack(t.single)  # (groups, quantities, basis)
+        self.multi = np.stack(t.multi)
+        self.differs = not np.array_equal(self.single, self.multi)
+        self.rows = tuple(dict.fromkeys(g.name for g in self.groups))  # the operator table, in step order
+        self.row_matrix = np.array([[g.name == r for g in self.groups] for r in self.rows], dtype=float)
+        self.kind = np.array([KINDS.index(g.kind) for g in self.groups])
+        self.latency_steps = np.array([g.latency_steps * g.count for g in self.groups], dtype=float)
+        self.instances = np.array([g.count for g in self.groups], dtype=float)
+        # decode quantities are affine in the depth between these kinks (module docstring)
+        self.decode_kinks = tuple(sorted({k for w in self.windows if w is not None for k in (w - 1, w)}))
+
+    def _globals(self, t: _Table) -> None:
+        spec, fmt, tp = self.spec, self.fmt, self.tp
+        act = fmt.activation_bytes
+        h = spec.hidden_size
+        glob = {g.op: g for g in global_weights(spec)}
+        emb_dim = spec.embed_proj_dim or h
+        t.add(Group("embedding", "memory", "fp32", 1),
+              {WEIGHT: {"tokens": (emb_dim + (h if spec.learned_positions else 0)) * fmt.embedding_bits / 8},
+               ACT: {"tokens": h * act}})
+        if "embed_proj" in glob:
+            _matmul(t, "embed_proj", glob["embed_proj"].params, fmt.bits, fmt.compute, act, h, h,
+                    glob["embed_proj"].shapes, tp, 1)
+        for layer, count in spec.layer_kinds:
+            _layer(t, spec, layer, fmt, self.kv_bits, tp, count)
+        t.add(Group("final_norm", "memory", "fp32", 1),
+              {FLOPS: {"tokens": 4 * h}, WEIGHT: {"one": glob["final_norm"].params * fmt.norm_bits / 8},
+               ACT: {"tokens": 2 * h * act}})
+        head = glob.get("lm_head", glob["embedding"])
+        head_params = head.params - (spec.learned_positions * h if "lm_head" not in glob else 0)
+        head_bits = fmt.lm_head_bits if "lm_head" in glob else fmt.embedding_bits
+        # Only the last position of each sequence needs logits (a prefill samples one token per sequence);
+        # they are written in fp32.
+        _matmul(t, "lm_head", head_params, head_bits, compute_dtype(head_bits, fmt), act, h, 0,
+                ((spec.vocab_size, emb_dim),), tp, 1, per="sequences")
+        t.single[-1][ACT, t.basis["sequences"]] += spec.vocab_size * 4 / tp
+        t.multi[-1][ACT, t.basis["sequences"]] += spec.vocab_size * 4 / tp
+        if self.pp > 1:  # the activations of the step's tokens cross each stage boundary
+            t.add(Group("pp_handoff", "handoff", "fp16", self.pp - 1, latency_steps=1),
+                  {COMM: {"tokens": h * act}})
+
+    def basis(self, batch, new_tokens, depth, decode: bool = False) -> np.ndarray:
+        """The basis functions at (B, T, D), arrays broadcast together and flattened: (basis, workloads)."""
+        b, t, d = (x.reshape(-1) for x in np.broadcast_arrays(*(np.asarray(v, dtype=float)
+                                                                 for v in (batch, new_tokens, depth))))
+        rows = [np.ones_like(b), b * t, b]
+        for w in self.windows:
+            if decode:  # T = 1 at a continuous depth: affine between kinks
+                keys = d + 1 if w is None else np.minimum(d + 1, w)
+            else:
+                keys = attended_keys(d, t, w)
+            rows += [b * keys, b * (d if w is None else np.minimum(d, w))]
+        if self.spec.moe is not None:
+            rows.append(expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, b * t))
+        return np.stack(rows)
+
+    def evaluate(self, batch, new_tokens, depth, decode: bool = False) -> StepValues:
+        """Every group's quantities at the workloads: arrays of shape (groups, workloads)."""
+        phi = self.basis(batch, new_tokens, depth, decode)
+        g, q, k = self.single.shape
+        values = (self.single.reshape(g * q, k) @ phi).reshape(g, q, -1)
+        if self.differs and not decode:
+            multi = (self.multi.reshape(g * q, k) @ phi).reshape(g, q, -1)
+            values = np.where(phi[1] > phi[2], multi, values)  # N > B: more than one new token per sequence
+        return StepValues(values, phi)
+
+    def curve_tokens(self, values: StepValues) -> np.ndarray:
+        """Per matmul group, the vectors multiplying each weight (what a measured matmul curve is indexed by)."""
+        phi = values.basis
+        out = np.zeros((len(self.groups), phi.shape[1]))
+        for i, g in enumerate(self.groups):
+            if g.curve_tokens == "tokens":
+                out[i] = phi[1]
+            elif g.curve_tokens == "sequences":
+                out[i] = phi[2]
+            elif g.curve_tokens == "experts":  # tokens per touched expert
+                out[i] = phi[1] * self.spec.moe.top_k / phi[-1]
+        return out
