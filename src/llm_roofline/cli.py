@@ -58,7 +58,9 @@ def predict(
     context: Annotated[Optional[int], typer.Option(help="KV depth when decoding starts (default: the prompt).")]
     = None,
     gen: Annotated[int, typer.Option(help="Tokens generated per sequence.")] = 256,
-    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices.")] = 1,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices (per pipeline stage).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages: the layers split over this many devices "
+                                                 "(llama.cpp's default on several GPUs); devices = tp x pp.")] = 1,
     engine: Annotated[Optional[str], typer.Option(help="Inference engine whose fitted efficiency profile the "
                                                        "estimate uses (llama.cpp-cuda, vllm, tensorrt-llm, ...).")]
     = None,
@@ -78,7 +80,7 @@ def predict(
 
         check_plot_path(plot)
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
-            gen=gen, tp=tp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
+            gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency,
             step_overhead_us=step_overhead_us)
     if plot:
@@ -108,7 +110,8 @@ def _show_prediction(p, explain: bool) -> None:
               + f"; {w.weights}: {m.weight_bytes / 1e9:,.1f} GB) on [bold]{hw.name}[/] "
               f"({hw.bandwidth_gbps:,.0f} GB/s, {hw.matmul_tflops or 0:,.1f} TFLOPS {hw.matmul_dtype})")
     con.print(f"batch {w.batch}, prompt {w.prompt}, decode {w.gen} tokens from KV depth {w.context}, "
-              f"KV cache {w.kv_cache}" + (f", tensor parallel {w.tp}" if w.tp > 1 else ""))
+              f"KV cache {w.kv_cache}" + (f", tensor parallel {w.tp}" if w.tp > 1 else "")
+              + (f", layers split over {w.pp} devices" if w.pp > 1 else ""))
     t = Table(show_edge=False, pad_edge=False)
     t.add_column("")
     t.add_column("ceiling", justify="right")
@@ -171,7 +174,8 @@ def compare(
     prompt: int = 512,
     context: Optional[int] = None,
     gen: int = 256,
-    tp: Annotated[int, typer.Option("--tp")] = 1,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices (per pipeline stage).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages (layer split).")] = 1,
     sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
     as_json: JsonOpt = False,
 ) -> None:
@@ -188,7 +192,8 @@ def compare(
         raise UserError("compare needs at least one model")
     if not devices:
         raise UserError("compare needs at least one device (--hardware)")
-    results = [run(m, h, weights=f, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context, gen=gen, tp=tp)
+    results = [run(m, h, weights=f, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context, gen=gen, tp=tp,
+                   pp=pp)
                for m in names for h in devices for f in formats]
     results.sort(key=keys[sort])
     if as_json:
@@ -196,7 +201,8 @@ def compare(
         return
     from rich.table import Table
 
-    t = Table(title=f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else ""),
+    t = Table(title=f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else "")
+              + (f", pp {pp}" if pp > 1 else ""),
               show_edge=False, pad_edge=False)
     for col in ("model", "device", "weights", "tok/s ceil", "tok/s est", "batch tok/s", "TTFT ms", "bound", "GB",
                 "fits"):

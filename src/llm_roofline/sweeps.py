@@ -1,0 +1,120 @@
+"""`sweep`: predict's figures for arrays of workloads at once, one compiled step evaluated with numpy.
+
+    >>> import numpy as np, llm_roofline
+    >>> s = llm_roofline.sweep("llama-3.1-8b", "h100", batch=np.arange(1, 513)[:, None], context=[1024, 8192])
+    >>> s.estimate_tok_s.shape          # (512, 2): one figure per batch x context
+
+Every figure equals scalar predict's for the same workload (tests/test_sweep.py checks random points to 1e-9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import ModelSpec
+from .compiled import MAX_TOKENS, Compiled, compile
+from .errors import UserError
+from .formats import WeightFormat
+from .hardware import Hardware
+from .memory import GB
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One array per figure, all of the workloads' broadcast shape."""
+
+    model: str
+    hardware: str
+    weights: str
+    kv_cache: str
+    tp: int
+    pp: int
+    engine: str | None
+    batch: np.ndarray
+    prompt: np.ndarray
+    context: np.ndarray  # KV depth when decoding starts
+    gen: np.ndarray
+    ceiling_tok_s: np.ndarray  # decode, per sequence
+    estimate_tok_s: np.ndarray
+    throughput_tok_s: np.ndarray  # decode, over the batch (estimate)
+    throughput_per_device_tok_s: np.ndarray
+    tpot_floor_ms: np.ndarray
+    tpot_ms: np.ndarray
+    ttft_floor_ms: np.ndarray
+    ttft_ms: np.ndarray
+    memory_gb: np.ndarray  # per device (the heaviest of a tp x pp layout)
+    fits: np.ndarray
+
+    ARRAYS = ("batch", "prompt", "context", "gen", "ceiling_tok_s", "estimate_tok_s", "throughput_tok_s",
+              "throughput_per_device_tok_s", "tpot_floor_ms", "tpot_ms", "ttft_floor_ms", "ttft_ms", "memory_gb", "fits")
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def size(self) -> int:
+        return int(self.batch.size)
+
+    def records(self) -> list[dict]:
+        """One dict per workload (flattened), for tables, CSV and JSON."""
+        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.ARRAYS}
+        columns = {k: getattr(self, k).reshape(-1).tolist() for k in self.ARRAYS}
+        return [{**head, "devices": self.devices, **{k: columns[k][i] for k in self.ARRAYS}} for i in range(self.size)]
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.ARRAYS}
+        out["shape"] = list(self.batch.shape)
+        out.update({k: getattr(self, k).tolist() for k in self.ARRAYS})
+        return out
+
+
+def _whole(name: str, value, minimum: int) -> np.ndarray:
+    """An array of whole numbers within bounds, or one clear error."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        raise UserError(f"{name} is empty; give at least one value")
+    if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        raise UserError(f"{name} must be whole numbers, got {value!r}"[:200])
+    if np.any(arr < minimum) or np.any(arr > MAX_TOKENS):
+        raise UserError(f"{name} must lie in {minimum}..{MAX_TOKENS:,}")
+    return arr.astype(float)
+
+
+def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> SweepResult:
+    """The figures of `compiled` for workloads broadcast from the arrays (context None: the prompt)."""
+    b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
+    d = p if context is None else _whole("context", context, 0)
+    b, p, d, g = np.broadcast_arrays(b, p, d, g)
+    shape = b.shape
+    t = compiled.times(b, p, d, g)
+    hw = compiled.hw
+    fp = compiled.footprint
+    tp = compiled.tp
+    used = fp.weights(tp) + fp.overhead + b.reshape(-1) * (fp.kv(d.reshape(-1) + g.reshape(-1), tp)
+                                                          + fp.activations(p.reshape(-1), tp))
+    step_s, ceiling_s = t.decode.estimate_s, t.decode_ceiling_s
+    throughput = b.reshape(-1) / step_s
+    return SweepResult(
+        compiled.spec.id, hw.id, compiled.fmt.id, compiled.kv_name, tp, compiled.pp, compiled.engine,
+        b, p, d, g,
+        (1 / ceiling_s).reshape(shape), (1 / step_s).reshape(shape), throughput.reshape(shape),
+        (throughput / compiled.devices).reshape(shape), (ceiling_s * 1e3).reshape(shape),
+        (step_s * 1e3).reshape(shape), (t.prefill.ceiling_s * 1e3).reshape(shape),
+        (t.prefill.estimate_s * 1e3).reshape(shape), (used / GB).reshape(shape),
+        (used <= hw.memory_gb * GB).reshape(shape))
+
+
+def sweep(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, batch=1, prompt=512, context=None,
+          gen=256, weights: str | WeightFormat | None = None, kv_cache: str | None = None, tp: int = 1, pp: int = 1,
+          engine: str | None = None, bandwidth_efficiency: float | None = None,
+          compute_efficiency: float | None = None, step_overhead_us: float | None = None) -> SweepResult:
+    """predict's headline figures for every workload the arrays broadcast to (numpy rules), in one evaluation
+    of the compiled step: batch, prompt, context (KV depth when decoding starts; default the prompt), gen."""
+    compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
+                       bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
+                       step_overhead_us=step_overhead_us)
+    return evaluate(compiled, batch, prompt, context, gen)
