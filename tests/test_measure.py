@@ -129,3 +129,19 @@ def test_resolve_device(monkeypatch):
     assert device_mod.resolve_device("auto") == "cpu"
     with pytest.raises(UserError, match="needs PyTorch"):
         device_mod.resolve_device("cuda")
+
+
+def test_sweep_on_a_measured_profile_equals_predict(profile_path):
+    """A measured profile's bandwidth follows the working set, so sweep evaluates every workload in full."""
+    import numpy as np
+
+    from llm_roofline import compile, sweep
+    from llm_roofline.factored import factor
+
+    assert factor(compile("qwen2.5-0.5b", profile_path, weights="f32")) is None
+    s = sweep("qwen2.5-0.5b", profile_path, weights="f32", batch=np.array([1, 4])[:, None], context=[64, 2048], gen=8)
+    for i, b in enumerate((1, 4)):
+        for j, ctx in enumerate((64, 2048)):
+            p = predict("qwen2.5-0.5b", profile_path, weights="f32", batch=b, context=ctx, gen=8)
+            assert s.tpot_ms[i, j] == pytest.approx(p.decode.tpot_ms, rel=1e-9)
+            assert s.ttft_ms[i, j] == pytest.approx(p.prefill.ttft_ms, rel=1e-9)

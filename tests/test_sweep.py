@@ -83,3 +83,29 @@ def test_the_exact_decode_average_matches_step_by_step(model, batch, depth, gen)
     ceiling, estimate = _brute_force_mean_step(c, batch, depth, gen)
     assert t.decode.ceiling_s[0] == pytest.approx(ceiling, rel=1e-5)
     assert t.decode.estimate_s[0] == pytest.approx(estimate, rel=1e-5)
+
+
+@pytest.mark.parametrize("model,device,options", CASES)
+def test_factored_grid_equals_every_workload_evaluated(model, device, options):
+    """A grid (batch x context x gen x prompt on separate axes) and random pairs, through the factored path,
+    against every workload evaluated in full by Compiled.times."""
+    from llm_roofline.factored import factor, times
+
+    c = compile(model, device, **options)
+    parts = factor(c)
+    if options.get("pp", 1) > 1:
+        assert parts is None  # a pipeline's ceiling micro-batches: not separable
+        return
+    assert parts is not None
+    rng = np.random.default_rng(7)
+    grids = [(np.array([1, 3, 64, 257])[:, None, None, None], np.array([1, 700, 4096])[None, :, None, None],
+              np.array([0, 1023, 5000])[None, None, :, None], np.array([1, 31, 900])[None, None, None, :]),
+             tuple(rng.integers(lo, hi, 50) for lo, hi in ((1, 300), (1, 9000), (0, 40000), (1, 5000)))]
+    for batch, prompt, depth, gen in grids:
+        got = times(c, parts, batch, prompt, depth, gen)
+        full = c.times(*np.broadcast_arrays(batch, prompt, depth, gen))
+        want = {"decode_ceiling_s": full.decode_ceiling_s, "decode_estimate_s": full.decode.estimate_s,
+                "prefill_ceiling_s": full.prefill.ceiling_s, "prefill_estimate_s": full.prefill.estimate_s}
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-9, err_msg=key)
+

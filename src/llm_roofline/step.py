@@ -249,6 +249,7 @@ class CompiledStep:
         basis = ["one", "tokens", "sequences"] + [f"{kind}:{w}" for w in self.windows for kind in ("keys", "cached")]
         if spec.moe is not None:
             basis.append("experts")
+        self.basis_names = tuple(basis)
         t = _Table(basis)
         self._globals(t)
         self.groups = tuple(t.groups)
@@ -262,6 +263,24 @@ class CompiledStep:
         self.instances = np.array([g.count for g in self.groups], dtype=float)
         # decode quantities are affine in the depth between these kinks (module docstring)
         self.decode_kinks = tuple(sorted({k for w in self.windows if w is not None for k in (w - 1, w)}))
+
+    def subset(self, idx) -> "CompiledStep":
+        """The same step restricted to the groups at `idx` (a step's quantities are sums over its groups)."""
+        import copy
+
+        out = copy.copy(self)
+        idx = np.asarray(idx, dtype=int)
+        out.groups = tuple(self.groups[i] for i in idx)
+        out.single, out.multi = self.single[idx], self.multi[idx]
+        out.differs = not np.array_equal(out.single, out.multi)
+        out.row_matrix = self.row_matrix[:, idx]
+        out.kind, out.latency_steps, out.instances = self.kind[idx], self.latency_steps[idx], self.instances[idx]
+        return out
+
+    def depth_groups(self) -> np.ndarray:
+        """Which groups depend on the KV depth (any coefficient on a keys or cached basis function)."""
+        cols = [i for i, name in enumerate(self.basis_names) if name.startswith(("keys:", "cached:"))]
+        return (self.single[:, :, cols] != 0).any((1, 2)) | (self.multi[:, :, cols] != 0).any((1, 2))
 
     def _globals(self, t: _Table) -> None:
         spec, fmt, tp = self.spec, self.fmt, self.tp

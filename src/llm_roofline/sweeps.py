@@ -17,6 +17,8 @@ import numpy as np
 from .architecture import ModelSpec
 from .compiled import MAX_TOKENS, Compiled, compile
 from .errors import UserError
+from .factored import factor
+from .factored import times as factored_times
 from .formats import WeightFormat
 from .hardware import Hardware
 from .memory import GB
@@ -88,24 +90,29 @@ def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> 
     """The figures of `compiled` for workloads broadcast from the arrays (context None: the prompt)."""
     b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
     d = p if context is None else _whole("context", context, 0)
-    b, p, d, g = np.broadcast_arrays(b, p, d, g)
-    shape = b.shape
-    t = compiled.times(b, p, d, g)
+    shape = np.broadcast_shapes(b.shape, p.shape, d.shape, g.shape)
+    parts = factor(compiled)
+    if parts is not None:  # each part on the distinct values it depends on (factored.py), exactly
+        t = factored_times(compiled, parts, b, p, d, g)
+        step_s, ceiling_s = t["decode_estimate_s"], t["decode_ceiling_s"]
+        ttft_floor_s, ttft_s = t["prefill_ceiling_s"], t["prefill_estimate_s"]
+    else:
+        t = compiled.times(*np.broadcast_arrays(b, p, d, g))
+        step_s, ceiling_s = t.decode.estimate_s, t.decode_ceiling_s
+        ttft_floor_s, ttft_s = t.prefill.ceiling_s, t.prefill.estimate_s
     hw = compiled.hw
     fp = compiled.footprint
     tp = compiled.tp
-    used = fp.weights(tp) + fp.overhead + b.reshape(-1) * (fp.kv(d.reshape(-1) + g.reshape(-1), tp)
-                                                          + fp.activations(p.reshape(-1), tp))
-    step_s, ceiling_s = t.decode.estimate_s, t.decode_ceiling_s
-    throughput = b.reshape(-1) / step_s
+    used = fp.weights(tp) + fp.overhead + b * (fp.kv(d + g, tp) + fp.activations(p, tp))  # broadcasts
+    used = np.broadcast_to(used, shape)
+    b_all = np.broadcast_to(b, shape)
+    step_s, ceiling_s, ttft_floor_s, ttft_s = (x.reshape(shape) for x in (step_s, ceiling_s, ttft_floor_s, ttft_s))
+    throughput = b_all / step_s
+    b, p, d, g = np.broadcast_arrays(b, p, d, g)
     return SweepResult(
         compiled.spec.id, hw.id, compiled.fmt.id, compiled.kv_name, tp, compiled.pp, compiled.engine,
-        b, p, d, g,
-        (1 / ceiling_s).reshape(shape), (1 / step_s).reshape(shape), throughput.reshape(shape),
-        (throughput / compiled.devices).reshape(shape), (ceiling_s * 1e3).reshape(shape),
-        (step_s * 1e3).reshape(shape), (t.prefill.ceiling_s * 1e3).reshape(shape),
-        (t.prefill.estimate_s * 1e3).reshape(shape), (used / GB).reshape(shape),
-        (used <= hw.memory_gb * GB).reshape(shape))
+        b, p, d, g, 1 / ceiling_s, 1 / step_s, throughput, throughput / compiled.devices, ceiling_s * 1e3,
+        step_s * 1e3, ttft_floor_s * 1e3, ttft_s * 1e3, used / GB, used <= hw.memory_gb * GB)
 
 
 def sweep(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, batch=1, prompt=512, context=None,

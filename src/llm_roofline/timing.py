@@ -100,14 +100,36 @@ class DeviceStep:
         self.per = per
         link = (step.kind == LINK) | (step.kind == HANDOFF)
         self.link, self.handoff = link[:, None], (step.kind == HANDOFF)[:, None]
+        self.link_rows = np.where(link)[0]
         self.instances = np.where(link, step.instances, 0.0)[:, None]
         self.hop_s = (step.latency_steps * allreduce_hop_us(hw) * 1e-6)[:, None]
         self.no_peak = any(not r and g.kind not in ("allreduce", "handoff") for (r, _), g in zip(peaks, step.groups))
 
+    def subset(self, idx) -> "DeviceStep":
+        """The device step restricted to the groups at `idx`."""
+        import copy
+
+        out = copy.copy(self)
+        idx = np.asarray(idx, dtype=int)
+        out.step = self.step.subset(idx)
+        out.dtypes = tuple(self.dtypes[i] for i in idx)
+        out.per = self.per[:, idx]
+        for name in ("int8_path", "link", "handoff", "instances", "hop_s"):
+            setattr(out, name, getattr(self, name)[idx])
+        out.link_rows = np.where(out.link[:, 0])[0]
+        return out
+
     def unit_times(self, v: StepValues, bandwidth_gbps) -> UnitTimes:
         """bandwidth_gbps: per workload."""
-        u = np.einsum("ugq,gqn->ugn", self.per, v.array)
+        a = v.array
+        u = np.empty((5,) + a[:, FLOPS].shape)
+        np.multiply(a[:, FLOPS], self.per[0, :, FLOPS, None], out=u[0])
+        np.multiply(a[:, FLOPS], self.per[1, :, FLOPS, None], out=u[1])
+        np.add(a[:, WEIGHT], a[:, KV], out=u[2])
+        u[2] += a[:, ACT]
         u[2] /= np.asarray(bandwidth_gbps, dtype=float) * 1e9
+        np.multiply(a[:, COMM], self.per[3, :, COMM, None], out=u[3])
+        np.multiply(a[:, QUANT], self.per[4, :, QUANT, None], out=u[4])
         stream = self._stream(v, bandwidth_gbps) if self.hw.matmul_curves else None
         return UnitTimes(u, stream)
 
@@ -136,22 +158,31 @@ class DeviceStep:
         (None: the ceiling only, (1, groups, workloads)). A group takes the larger side. Links count their bytes
         (and, in the estimate, their latencies); hand-offs add nothing to the ceiling (a pipeline can overlap them
         with the next micro-batch)."""
-        link_c = np.where(self.handoff, 0.0, u.link)
-        p_c = np.where(self.link, link_c, u.compute)
-        q_c = np.where(self.link, link_c, u.memory)
+        g, n = u.compute.shape
+        out_p = np.empty((1 if eff is None else 2, g, n))
+        out_q = np.empty_like(out_p)
+        out_p[0], out_q[0] = u.compute, u.memory
+        links = self.link_rows
+        if links.size:
+            link_c = np.where(self.handoff[links], 0.0, u.link[links])
+            out_p[0, links] = out_q[0, links] = link_c
         if eff is None:
-            return p_c[None], q_c[None]
+            return out_p, out_q
         compute_eff = np.where(self.int8_path, eff.int8_compute or eff.compute, eff.compute)
-        compute = u.kernel / compute_eff
+        np.divide(u.kernel, compute_eff, out=out_p[1])
         if u.stream is not None:  # a measured profile: the time this machine took for such matmuls
-            compute = np.maximum(compute, u.stream)
+            np.maximum(out_p[1], u.stream, out=out_p[1])
         # Unpacking is SM work on weights as they arrive: at decode batches there is too little arithmetic to
         # hide it and it adds to the weight stream; once the multiply is compute-bound it overlaps with it. One
         # smooth rule for every batch, so more tokens never take less time.
-        memory = u.memory / eff.bandwidth + eff.unpack_cycles_per_weight * u.unpack
-        link = u.link / eff.bandwidth + self.instances * eff.allreduce_latency_us * 1e-6 + self.hop_s
-        return (np.stack([p_c, np.where(self.link, link, compute)]),
-                np.stack([q_c, np.where(self.link, link, memory)]))
+        np.divide(u.memory, eff.bandwidth, out=out_q[1])
+        if eff.unpack_cycles_per_weight:
+            out_q[1] += eff.unpack_cycles_per_weight * u.unpack
+        if links.size:
+            link = (u.link[links] / eff.bandwidth + self.instances[links] * eff.allreduce_latency_us * 1e-6
+                    + self.hop_s[links])
+            out_p[1, links] = out_q[1, links] = link
+        return out_p, out_q
 
 
 @dataclass(frozen=True)
