@@ -133,18 +133,31 @@ class Footprint:
             self.state += n * recurrent_state_bytes(spec, layer)
 
         self.act_token_fixed, self.act_token_split, self.act_sequence_split = _activation_coefficients(spec, fmt)
+        self._weights: dict[int, float] = {}
 
     def weights(self, tp=1):
+        if isinstance(tp, int):  # one layout, asked for again and again: cached
+            if tp not in self._weights:
+                self._weights[tp] = float(_device_weights(self.split, self.spec, tp, self.pp))
+            return self._weights[tp]
         return _device_weights(self.split, self.spec, tp, self.pp)
 
     def kv(self, length, tp=1):
         """KV cache and state bytes of one sequence `length` tokens deep on the heaviest device."""
-        kept = sum(b * (np.ceil(heads / tp) if heads else 1) * (length if w is None else np.minimum(length, w))
-                   for b, heads, w in self.kinds)
+        if isinstance(tp, int) and isinstance(length, (int, float)):  # plain numbers: no numpy call per term
+            kept = sum(b * (-(-heads // tp) if heads else 1) * (length if w is None else min(length, w))
+                       for b, heads, w in self.kinds)
+        else:
+            kept = sum(b * (np.ceil(heads / tp) if heads else 1) * (length if w is None else np.minimum(length, w))
+                       for b, heads, w in self.kinds)
         return self.layer_share * (kept + self.state / tp)
 
     def activations(self, prompt, tp=1):
         return prompt * (self.act_token_fixed + self.act_token_split / tp) + self.act_sequence_split / tp
+
+    def _total(self, batch: int, prompt: int, length: float, tp: int) -> float:
+        """total() on plain numbers."""
+        return self.weights(tp) + self.overhead + batch * (self.kv(length, tp) + self.activations(min(prompt, length), tp))
 
     def total(self, batch, prompt, length, tp=1):
         return (self.weights(tp) + self.overhead
@@ -154,6 +167,13 @@ class Footprint:
         """Largest batch whose total fits (the total is affine in the batch): solved, then checked at +-1."""
         room = capacity - self.weights(tp) - self.overhead
         each = self.kv(length, tp) + self.activations(np.minimum(prompt, length), tp)
+        if np.ndim(room) == np.ndim(each) == 0:
+            b = min(max(math.floor(room / each), 0), upper)
+            if b > 0 and self._total(b, prompt, length, tp) > capacity:
+                b -= 1
+            if b < upper and self._total(b + 1, prompt, length, tp) <= capacity:
+                b += 1
+            return b
         b = np.clip(np.floor(room / each), 0, upper)
         b = np.where((b > 0) & (self.total(b, prompt, length, tp) > capacity), b - 1, b)
         b = np.where((b < upper) & (self.total(b + 1, prompt, length, tp) <= capacity), b + 1, b)
@@ -163,7 +183,7 @@ class Footprint:
         """Longest length that fits: the total is piecewise linear and non-decreasing in the length, with kinks
         at the prompt and at each window; solved on the segment where it crosses the capacity."""
         def total(n):
-            return float(self.total(batch, prompt, n, tp))
+            return self._total(batch, prompt, n, tp)
 
         if total(1) > capacity:
             return 0
@@ -188,6 +208,9 @@ class Footprint:
     def min_devices(self, batch, prompt, length, capacity):
         """Smallest tensor-parallel group (of the counts _device_counts walks) whose heaviest device fits,
         evaluated for every count at once; 0 where none up to MAX_DEVICES does."""
+        if np.ndim(batch) == np.ndim(prompt) == np.ndim(length) == 0 and \
+                self._total(batch, prompt, length, 1) <= capacity:
+            return np.array([1])  # the common case, without evaluating every count
         counts = DEVICE_COUNTS[:, None]
         batch, prompt, length = (np.asarray(x, dtype=float).reshape(1, -1) for x in (batch, prompt, length))
         fits = self.total(batch, prompt, length, counts) <= capacity

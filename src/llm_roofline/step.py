@@ -314,18 +314,28 @@ class CompiledStep:
 
     def basis(self, batch, new_tokens, depth, decode: bool = False) -> np.ndarray:
         """The basis functions at (B, T, D), arrays broadcast together and flattened: (basis, workloads)."""
-        b, t, d = (x.reshape(-1) for x in np.broadcast_arrays(*(np.asarray(v, dtype=float)
-                                                                 for v in (batch, new_tokens, depth))))
-        rows = [np.ones_like(b), b * t, b]
+        b, t, d = (np.asarray(v, dtype=float).reshape(-1) for v in (batch, new_tokens, depth))
+        n = max(b.size, t.size, d.size)
+        if {b.size, t.size, d.size} - {1, n}:  # not flat arrays of one length (or single values): broadcast
+            b, t, d = (x.reshape(-1) for x in np.broadcast_arrays(*(np.asarray(v, dtype=float)
+                                                                     for v in (batch, new_tokens, depth))))
+            n = b.size
+        out = np.empty((len(self.basis_names), n))
+        out[0] = 1.0
+        out[1] = b * t
+        out[2] = b
+        i = 3
         for w in self.windows:
             if decode:  # T = 1 at a continuous depth: affine between kinks
                 keys = d + 1 if w is None else np.minimum(d + 1, w)
             else:
                 keys = attended_keys(d, t, w)
-            rows += [b * keys, b * (d if w is None else np.minimum(d, w))]
+            out[i] = b * keys
+            out[i + 1] = b * (d if w is None else np.minimum(d, w))
+            i += 2
         if self.spec.moe is not None:
-            rows.append(expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, b * t))
-        return np.stack(rows)
+            out[i] = expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, out[1])
+        return out
 
     def evaluate(self, batch, new_tokens, depth, decode: bool = False) -> StepValues:
         """Every group's quantities at the workloads: arrays of shape (groups, workloads)."""
