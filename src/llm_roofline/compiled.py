@@ -107,14 +107,13 @@ class Compiled:
             engine
         self.overrides = overrides
         self.kv_bits = kv_bits(kv_name)
-        self.step = CompiledStep(spec, fmt, self.kv_bits, tp, pp)
+        shared = _device_free(spec, fmt, self.kv_bits, tp, pp)
+        self.step, self.counts, self.weight_bytes_total = shared.step, shared.counts, shared.weight_bytes_total
         self.device = DeviceStep(self.step, hw)
         self.efficiency = self.efficiency_at(1)
         # a measured profile's overheads depend on the batch, unless an engine or the caller sets them
         self.per_batch_overhead = bool(hw.overheads) and not engine and overrides["step_overhead_us"] is None
-        self.footprint = Footprint(spec, fmt, self.kv_bits, hw.defaults.runtime_overhead_gb * GB, pp)
-        self.counts = param_counts(spec)
-        self.weight_bytes_total = float(Footprint(spec, fmt, self.kv_bits, 0.0).weights(1))
+        self.footprint = shared.footprint.with_overhead(hw.defaults.runtime_overhead_gb * GB)
         from .engines import speed_range
 
         self.decode_range = speed_range(engine, "decode")
@@ -249,6 +248,34 @@ class Compiled:
 
 
 _CACHE: dict = {}
+
+
+@dataclass(frozen=True)
+class _DeviceFree:
+    """What compiling does not need a device for: shared by every device a model is compared on."""
+
+    spec: ModelSpec  # spec and fmt are held so that their ids, the cache key, stay unique
+    fmt: WeightFormat
+    step: CompiledStep
+    counts: object
+    footprint: Footprint
+    weight_bytes_total: float
+
+
+_DEVICE_FREE: dict = {}
+
+
+def _device_free(spec: ModelSpec, fmt: WeightFormat, kv: float, tp: int, pp: int) -> _DeviceFree:
+    key = (id(spec), id(fmt), kv, tp, pp)
+    hit = _DEVICE_FREE.get(key)
+    if hit is None:
+        if len(_DEVICE_FREE) > 256:
+            _DEVICE_FREE.clear()
+        footprint = Footprint(spec, fmt, kv, 0.0, pp)
+        whole = footprint if pp == 1 else Footprint(spec, fmt, kv, 0.0)
+        hit = _DEVICE_FREE[key] = _DeviceFree(spec, fmt, CompiledStep(spec, fmt, kv, tp, pp), param_counts(spec),
+                                              footprint, float(whole.weights(1)))
+    return hit
 
 
 def _key(value):

@@ -135,6 +135,14 @@ class Footprint:
         self.act_token_fixed, self.act_token_split, self.act_sequence_split = _activation_coefficients(spec, fmt)
         self._weights: dict[int, float] = {}
 
+    def with_overhead(self, overhead_bytes: float) -> "Footprint":
+        """The same footprint with another runtime overhead (a device class's)."""
+        import copy
+
+        out = copy.copy(self)
+        out.overhead = overhead_bytes
+        return out
+
     def weights(self, tp=1):
         if isinstance(tp, int):  # one layout, asked for again and again: cached
             if tp not in self._weights:
