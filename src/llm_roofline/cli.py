@@ -17,29 +17,7 @@ models_app = typer.Typer(no_args_is_help=True, help="The model catalog.")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 
-DEFAULT_HARDWARE = "h100"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _console():
-    from rich.console import Console
-
-    # Piped output has no terminal width; do not squeeze tables into 80 columns and truncate names.
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-def _print_json(data) -> None:
-    from .files import dumps_strict
-
-    sys.stdout.write(dumps_strict(data, indent=2) + "\n")
-
-
-def _split(values: list[str], option: str | None = None) -> list[str]:
-    """Comma-separated or repeated values; with `option`, a value that names nothing (',,,' or '') is refused."""
-    out = [v.strip() for value in values for v in value.split(",") if v.strip()]
-    if option and values and not out:
-        raise UserError(f"{option} names nothing ({', '.join(repr(v) for v in values)}); give at least one value")
-    return out
+from .cli_common import DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------------ predict
@@ -160,59 +138,101 @@ def _show_prediction(p, explain: bool) -> None:
             con.print(line, highlight=False, soft_wrap=True)
 
 
+# ------------------------------------------------------------------------------------------------------ sweep
+
+from .cli_sweep import sweep as _sweep  # noqa: E402
+
+app.command(name="sweep")(_sweep)
+
+
 # ------------------------------------------------------------------------------------------------------ compare
 
 
 @app.command()
 def compare(
     models: Annotated[list[str], typer.Argument(help="One or more models.")],
-    hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (repeat or comma-separate).")]
-    = [DEFAULT_HARDWARE],  # noqa: B006
+    hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (repeat or comma-separate); "
+                                                "`all` for the catalog.")] = [DEFAULT_HARDWARE],  # noqa: B006
+    category: Annotated[list[str], typer.Option(help="Only devices of these categories (consumer_gpu, "
+                                                "datacenter_gpu, apple_soc, ... or a class: datacenter, consumer, "
+                                                "apple, cpu, soc).")] = [],  # noqa: B006
+    min_memory_gb: Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only devices with at least "
+                                                           "this much memory (GB).")] = None,
     weights: Annotated[list[str], typer.Option(help="Weight formats (repeat or comma-separate).")] = [],  # noqa: B006
-    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache")] = None,
-    batch: int = 1,
-    prompt: int = 512,
-    context: Optional[int] = None,
-    gen: int = 256,
+    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
+    = None,
+    batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 512,
+    context: Annotated[Optional[int], typer.Option(help="KV depth when decoding starts (default: the prompt).")]
+    = None,
+    gen: Annotated[int, typer.Option(help="Tokens generated per sequence.")] = 256,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices (per pipeline stage).")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline stages (layer split).")] = 1,
+    engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
     sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
+    csv: Annotated[Optional[str], typer.Option("--csv", help="Also write the table to FILE.csv.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Several devices, formats and/or models side by side, one table, fastest first."""
+    from .hardware import select_hardware
     from .roofline import predict as run
 
     keys = {"decode": lambda p: -p.decode.estimate_tok_s, "ttft": lambda p: p.prefill.ttft_ms,
             "memory": lambda p: p.memory.total_gb}
     if sort not in keys:
         raise UserError(f"--sort must be one of {', '.join(keys)}, got {sort!r}")
+    if csv:
+        from .files import check_output_path
+
+        check_output_path(csv, "--csv", (".csv",))
     formats = _split(weights, "--weights") or [None]
     names, devices = _split(models, "MODELS"), _split(hardware, "--hardware")
     if not names:
         raise UserError("compare needs at least one model")
     if not devices:
         raise UserError("compare needs at least one device (--hardware)")
+    chosen = select_hardware(devices, _split(category) or None, min_memory_gb)
     results = [run(m, h, weights=f, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context, gen=gen, tp=tp,
-                   pp=pp)
-               for m in names for h in devices for f in formats]
+                   pp=pp, engine=engine)
+               for m in names for h in chosen for f in formats]
     results.sort(key=keys[sort])
+    header = ("model", "device", "weights", "tok/s ceil", "tok/s est", "batch tok/s", "TTFT ms", "bound", "GB",
+              "fits")
+    rows = []
+    for p in results:
+        short = min((p.hardware.id, *p.hardware.aliases), key=len)
+        rows.append((p.model.id, short, p.workload.weights, f"{p.decode.ceiling_tok_s:,.1f}",
+                     f"{p.decode.estimate_tok_s:,.1f}", f"{p.decode.estimate_throughput_tok_s:,.1f}",
+                     f"{p.prefill.ttft_ms:,.1f}", p.decode.bound, f"{p.memory.total_gb:,.1f}",
+                     "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'})"))
+    if csv:
+        from .cli_sweep import write_csv
+
+        write_csv(csv, [{"model": p.model.id, "hardware": p.hardware.id, "weights": p.workload.weights,
+                         "ceiling_tok_s": p.decode.ceiling_tok_s, "estimate_tok_s": p.decode.estimate_tok_s,
+                         "throughput_tok_s": p.decode.estimate_throughput_tok_s, "ttft_ms": p.prefill.ttft_ms,
+                         "tpot_ms": p.decode.tpot_ms, "bound": p.decode.bound, "memory_gb": p.memory.total_gb,
+                         "fits": p.memory.fits, "min_devices": p.memory.min_devices} for p in results])
     if as_json:
         _print_json([{k: v for k, v in p.to_dict().items() if k != "operators"} for p in results])
         return
+    title = (f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else "")
+             + (f", pp {pp}" if pp > 1 else "") + (f", engine {engine}" if engine else ""))
+    if markdown:
+        out = [f"{title}", "", "| " + " | ".join(header) + " |",
+               "|" + "|".join("---:" if c not in ("model", "device", "weights", "bound", "fits") else "---"
+                              for c in header) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        sys.stdout.write("\n".join(out) + "\n")
+        return
     from rich.table import Table
 
-    t = Table(title=f"batch {batch}, prompt {prompt}, gen {gen}" + (f", tp {tp}" if tp > 1 else "")
-              + (f", pp {pp}" if pp > 1 else ""),
-              show_edge=False, pad_edge=False)
-    for col in ("model", "device", "weights", "tok/s ceil", "tok/s est", "batch tok/s", "TTFT ms", "bound", "GB",
-                "fits"):
+    t = Table(title=title, show_edge=False, pad_edge=False)
+    for col in header:
         t.add_column(col, justify="left" if col in ("model", "device", "weights", "bound", "fits") else "right")
-    for p in results:
-        short = min((p.hardware.id, *p.hardware.aliases), key=len)
-        t.add_row(p.model.id, short, p.workload.weights, f"{p.decode.ceiling_tok_s:,.1f}",
-                  f"{p.decode.estimate_tok_s:,.1f}", f"{p.decode.estimate_throughput_tok_s:,.1f}",
-                  f"{p.prefill.ttft_ms:,.1f}", p.decode.bound, f"{p.memory.total_gb:,.1f}",
-                  "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'})")
+    for r in rows:
+        t.add_row(*r)
     _console().print(t)
 
 

@@ -339,3 +339,30 @@ def _load_file(path: Path) -> Hardware:
     from .hardware_schema import check_device_record
 
     return Hardware.from_record(check_device_record(rec, f"hardware file {str(path)!r}"))
+
+
+def select_hardware(names: list[str], category: list[str] | None = None,
+                    min_memory_gb: float | None = None) -> list[Hardware]:
+    """Devices by name, `all` for the catalog, filtered by category (a catalog category such as consumer_gpu, or a
+    class: datacenter, consumer, apple, cpu, soc) and by memory per device; duplicates (aliases) once."""
+    categories = sorted({rec["category"] for rec in catalog.hardware_records()})
+    for c in category or ():
+        if c not in categories and c not in CLASS_DEFAULTS:
+            raise UserError(f"unknown device category {c!r}{closest(c, [*categories, *CLASS_DEFAULTS])}; "
+                            f"one of {', '.join([*categories, *CLASS_DEFAULTS])}")
+    if min_memory_gb is not None and not (isinstance(min_memory_gb, (int, float)) and 0 <= min_memory_gb < 1e6):
+        raise UserError(f"--min-memory-gb must be a number of GB >= 0, got {min_memory_gb!r}")
+    out: dict[str, Hardware] = {}
+    for name in names:
+        for hw in ([Hardware.from_record(r) for r in catalog.hardware_records()] if name == "all"
+                   else [load_hardware(name)]):
+            out.setdefault(hw.id, hw)
+    chosen = [hw for hw in out.values()
+              if (not category or hw.category in category or hw.device_class in category)
+              and (min_memory_gb is None or hw.memory_gb >= min_memory_gb)]
+    if not chosen:
+        raise UserError("no device matches: " + ", ".join(
+            x for x in (f"--category {','.join(category)}" if category else "",
+                        f"--min-memory-gb {min_memory_gb:g}" if min_memory_gb is not None else "") if x)
+                        + "; widen the filter")
+    return chosen

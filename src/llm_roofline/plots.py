@@ -75,3 +75,43 @@ def plot_roofline(p: Prediction, path: str | Path) -> Path:
     save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def plot_sweep(results, path: str | Path, max_panels: int = 4) -> Path:
+    """The serving trade-off chart: tok/s per user (x) against tok/s per device (y), one Pareto line per device
+    and format over its batches and layouts, configurations that fit only; one panel per context."""
+    import numpy as np
+
+    from .sweeps import pareto_front
+
+    path = check_plot_path(path)
+    plt = pyplot()
+    contexts = sorted({float(c) for r in results for c in np.unique(r.context)})[:max_panels]
+    fig, axes = plt.subplots(1, len(contexts), figsize=(6.5 * len(contexts), 5), squeeze=False)
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r.hardware, r.weights), []).append(r)
+    for ax, ctx in zip(axes[0], contexts):
+        for (hw, fmt), rs in groups.items():
+            x = np.concatenate([r.estimate_tok_s[(r.context == ctx) & r.fits] for r in rs])
+            y = np.concatenate([r.throughput_per_device_tok_s[(r.context == ctx) & r.fits] for r in rs])
+            if not x.size:
+                continue
+            idx = pareto_front(x, y)
+            ax.plot(x[idx], y[idx], marker="o", markersize=3, label=f"{hw} {fmt}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, and no crowded minor labels
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("decode tok/s per user (estimate)")
+        ax.set_ylabel("decode tok/s per device")
+        ax.set_title(f"{results[0].model}, context {ctx:,.0f}")
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path

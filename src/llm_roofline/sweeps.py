@@ -125,3 +125,31 @@ def sweep(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, bat
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                        step_overhead_us=step_overhead_us)
     return evaluate(compiled, batch, prompt, context, gen)
+
+
+MAX_CONFIGS = 5_000_000  # one sweep's configurations: about a second of evaluation, and a CSV of some 500 MB
+
+
+def sweep_configs(model: str | Path | ModelSpec, hardware: list, *, weights: list | None = None,
+                  tp: list[int] | None = None, pp: list[int] | None = None, batch=1, prompt=512, context=None,
+                  gen=256, kv_cache: str | None = None, engine: str | None = None) -> list[SweepResult]:
+    """sweep() for every device x format x tp x pp: all compiled (and so checked) before any is evaluated."""
+    b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
+    d = None if context is None else _whole("context", context, 0)
+    per_layout = int(np.prod(np.broadcast_shapes(b.shape, p.shape, g.shape, () if d is None else d.shape)))
+    layouts = [(h, f, t, s) for h in hardware for f in (weights or [None]) for t in (tp or [1]) for s in (pp or [1])]
+    if per_layout * len(layouts) > MAX_CONFIGS:
+        raise UserError(f"{per_layout * len(layouts):,} configurations is more than one sweep takes "
+                        f"({MAX_CONFIGS:,}); sweep fewer devices, formats or values")
+    compiled = [compile(model, h, weights=f, kv_cache=kv_cache, tp=t, pp=s, engine=engine) for h, f, t, s in layouts]
+    return [evaluate(c, b, p, d, g) for c in compiled]
+
+
+def pareto_front(per_user: np.ndarray, per_device: np.ndarray) -> np.ndarray:
+    """Indices of the points that no other point beats on both tok/s per user and tok/s per device (the serving
+    trade-off curve), in order of rising tok/s per user."""
+    x, y = np.asarray(per_user, dtype=float).reshape(-1), np.asarray(per_device, dtype=float).reshape(-1)
+    order = np.lexsort((-y, -x))  # fastest per user first; ties: more per device first
+    ys = y[order]
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(ys)[:-1]])
+    return order[ys > before][::-1]

@@ -1,0 +1,73 @@
+"""What every command shares: the console, strict JSON, lists and ranges of values on the command line."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+import typer
+
+from .errors import UserError
+
+DEFAULT_HARDWARE = "h100"
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output has no terminal width; do not squeeze tables into 80 columns and truncate names.
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _print_json(data) -> None:
+    from .files import dumps_strict
+
+    sys.stdout.write(dumps_strict(data, indent=2) + "\n")
+
+
+def _split(values: list[str], option: str | None = None) -> list[str]:
+    """Comma-separated or repeated values; with `option`, a value that names nothing (',,,' or '') is refused."""
+    out = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if option and values and not out:
+        raise UserError(f"{option} names nothing ({', '.join(repr(v) for v in values)}); give at least one value")
+    return out
+
+
+_TOKENS = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
+
+
+def parse_count(text: str, option: str) -> int:
+    """A whole number, with k = 1024 and M = 1024^2 as llama.cpp and vLLM write context lengths (8k = 8192)."""
+    m = _TOKENS.match(text.strip())
+    if not m:
+        raise UserError(f"{option}: {text!r} is not a number (write 512, 8k or 1M)")
+    value = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 ** 2}[m.group(2).lower()]
+    if value != int(value):
+        raise UserError(f"{option}: {text!r} is not a whole number of tokens")
+    return int(value)
+
+
+def parse_values(values: list[str], option: str, minimum: int = 1) -> list[int]:
+    """Comma-separated values and ranges: `1,8,64`, `8k,32k`, and `A-B` for A, the powers of two between, and B
+    (`1-512` is 1, 2, 4, ..., 512; `3-100` is 3, 4, 8, ..., 64, 100)."""
+    out: list[int] = []
+    for item in _split(values, option):
+        if "-" in item.strip("-"):
+            lo_text, hi_text = item.split("-", 1)
+            lo, hi = parse_count(lo_text, option), parse_count(hi_text, option)
+            if lo > hi:
+                raise UserError(f"{option}: range {item!r} runs backwards; write LOW-HIGH")
+            span, p = [lo], 1
+            while p < hi:
+                if p > lo:
+                    span.append(p)
+                p *= 2
+            out += span + ([hi] if hi != lo else [])
+        else:
+            out.append(parse_count(item, option))
+    for v in out:
+        if v < minimum:
+            raise UserError(f"{option}: {v} is below {minimum}")
+    return sorted(set(out))

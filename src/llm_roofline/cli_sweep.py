@@ -1,0 +1,120 @@
+"""`llm-roofline sweep`: every device x format x layout x batch x context at once, and the serving trade-off."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_common import DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split, parse_values
+from .errors import UserError
+
+TABLE_ROWS = 40  # the terminal shows the trade-off curves; every configuration goes to --csv / --json
+
+
+def write_csv(path: str, records: list[dict]) -> None:
+    """Every record as one CSV row, written atomically (files.write_atomically)."""
+    import csv
+
+    from .files import write_atomically
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(records[0]))
+            w.writeheader()
+            w.writerows(records)
+
+    write_atomically(path, write)
+
+
+def sweep(
+    model: Annotated[str, typer.Argument(help="Catalog id, Hugging Face repo id, or path to a config.json / dir.")],
+    hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (comma-separated or repeated); "
+                                                "`all` for the catalog.")] = [DEFAULT_HARDWARE],  # noqa: B006
+    category: Annotated[list[str], typer.Option(help="Only devices of these categories (consumer_gpu, "
+                                                "datacenter_gpu, apple_soc, ... or a class: datacenter, consumer, "
+                                                "apple, cpu, soc).")] = [],  # noqa: B006
+    min_memory_gb: Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only devices with at least "
+                                                           "this much memory (GB).")] = None,
+    weights: Annotated[list[str], typer.Option(help="Weight formats, e.g. f16,q4_k_m (default: the checkpoint's "
+                                               "dtype).")] = [],  # noqa: B006
+    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
+    = None,
+    batch: Annotated[list[str], typer.Option(help="Concurrent sequences: values and ranges, 1,8,64 or 1-512 "
+                                             "(the powers of two between).")] = ["1-256"],  # noqa: B006
+    context: Annotated[list[str], typer.Option(help="KV depth when decoding starts: 1k,8k,32k (k = 1024; "
+                                               "default: the prompt).")] = [],  # noqa: B006
+    prompt: Annotated[str, typer.Option(help="Prompt tokens per sequence (time to first token).")] = "512",
+    gen: Annotated[str, typer.Option(help="Tokens generated per sequence.")] = "256",
+    tp: Annotated[list[str], typer.Option("--tp", help="Tensor-parallel sizes, e.g. 1,2,4,8.")] = ["1"],  # noqa: B006
+    pp: Annotated[list[str], typer.Option("--pp", help="Pipeline stages (layer split), e.g. 1,2.")] = ["1"],  # noqa: B006
+    engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
+    csv: Annotated[Optional[str], typer.Option("--csv", help="Write every configuration to FILE.csv.")] = None,
+    plot: Annotated[Optional[str], typer.Option(help="Write the trade-off chart (tok/s per user against tok/s per "
+                                                "device, one Pareto line per device and format) to "
+                                                "FILE.png|svg|pdf.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every configuration's per-user tok/s, throughput per device, TTFT, TPOT, memory and fit, in one vectorised
+    evaluation per device, format and layout."""
+    import numpy as np
+
+    from .files import check_output_path
+    from .hardware import select_hardware
+    from .sweeps import pareto_front, sweep_configs
+
+    if csv:
+        check_output_path(csv, "--csv", (".csv",))
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
+    formats = _split(weights, "--weights") or [None]
+    batches = parse_values(batch, "--batch")
+    contexts = parse_values(context, "--context", minimum=0) if context else None
+    tps, pps = parse_values(tp, "--tp"), parse_values(pp, "--pp")
+    prompt_n, gen_n = parse_values([prompt], "--prompt"), parse_values([gen], "--gen")
+    if len(prompt_n) != 1 or len(gen_n) != 1:
+        raise UserError("--prompt and --gen take one value each; sweep them with separate runs")
+    results = sweep_configs(model, devices, weights=formats, tp=tps, pp=pps,
+                            batch=np.array(batches)[:, None], context=None if contexts is None else
+                            np.array(contexts)[None, :], prompt=prompt_n[0], gen=gen_n[0], kv_cache=kv_cache,
+                            engine=engine)
+    records = [r for res in results for r in res.records()]
+    if csv:
+        write_csv(csv, records)
+    if plot:
+        from .plots import plot_sweep
+
+        plot_sweep(results, plot)
+    if as_json:
+        _print_json(records)
+        return
+    from rich.table import Table
+
+    fit = [r for r in records if r["fits"]]
+    lines: dict = {}
+    for r in fit:
+        lines.setdefault((r["hardware"], r["weights"], r["context"]), []).append(r)
+    front = []
+    for key, rows in lines.items():
+        idx = pareto_front([r["estimate_tok_s"] for r in rows], [r["throughput_per_device_tok_s"] for r in rows])
+        front += [rows[i] for i in idx]
+    front.sort(key=lambda r: (r["hardware"], r["weights"], r["context"], -r["estimate_tok_s"]))
+    t = Table(title=f"{results[0].model}: {len(records):,} configurations, {len(fit):,} fit; the trade-off curve "
+                    f"of each device, format and context (every configuration: --csv, --json)",
+              show_edge=False, pad_edge=False)
+    for col in ("device", "weights", "context", "tp", "pp", "batch", "tok/s/user", "tok/s/device", "TTFT ms",
+                "TPOT ms", "GB/device"):
+        t.add_column(col, justify="left" if col in ("device", "weights") else "right")
+    for r in front[:TABLE_ROWS]:
+        t.add_row(r["hardware"], r["weights"], f"{r['context']:,.0f}", str(r["tp"]), str(r["pp"]),
+                  f"{r['batch']:,.0f}", f"{r['estimate_tok_s']:,.1f}", f"{r['throughput_per_device_tok_s']:,.0f}",
+                  f"{r['ttft_ms']:,.0f}", f"{r['tpot_ms']:,.1f}", f"{r['memory_gb']:,.1f}")
+    con = _console()
+    con.print(t)
+    if len(front) > TABLE_ROWS:
+        con.print(f"... {len(front) - TABLE_ROWS} more points on the curves; --csv FILE has every configuration")
+    if not fit:
+        con.print("no configuration fits in memory; add devices (--tp, --pp) or fewer bits (--weights)")
