@@ -140,9 +140,11 @@ def _show_prediction(p, explain: bool) -> None:
 
 # ------------------------------------------------------------------------------------------------------ sweep
 
+from .cli_plan import plan as _plan  # noqa: E402
 from .cli_sweep import sweep as _sweep  # noqa: E402
 
 app.command(name="sweep")(_sweep)
+app.command(name="plan")(_plan)
 
 
 # ------------------------------------------------------------------------------------------------------ compare
