@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["predict", "compile", "sweep", "load_model", "load_hardware", "load_format", "param_counts", "UserError", "__version__"]
+__all__ = ["predict", "compile", "sweep", "plan", "load_model", "load_hardware", "load_format", "param_counts",
+           "UserError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .architecture import load_model, param_counts
     from .errors import UserError
     from .formats import load_format
-    from .hardware import load_hardware
     from .compiled import compile
+    from .hardware import load_hardware
+    from .plan import plan
     from .roofline import predict
     from .sweeps import sweep
 
@@ -25,6 +27,7 @@ _LAZY = {
     "predict": "roofline",
     "compile": "compiled",
     "sweep": "sweeps",
+    "plan": "plan",
     "load_model": "architecture",
     "param_counts": "architecture",
     "load_hardware": "hardware",
