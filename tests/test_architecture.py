@@ -183,9 +183,20 @@ def test_aliases_and_paths(tiny_config):
     assert load_model(tiny_config).hidden_size == 64
 
 
-def test_unknown_model_type_reads_as_llama_like():
-    spec = spec_from_config({**TINY, "model_type": "brand_new"}, "x")
-    assert spec.n_layers == 2 and any("no dedicated reader" in n for n in spec.notes)
+@pytest.mark.parametrize("config,kind", [
+    ({**TINY, "model_type": "brand_new"}, ""),
+    ({**TINY, "model_type": "llama4_text"}, ""),
+    ({"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 768}, "encoder-only"),
+    ({"model_type": "t5", "is_encoder_decoder": True, "d_model": 512}, "encoder-decoder"),
+    ({"model_type": "clip", "vision_config": {}, "projection_dim": 512}, ""),
+    ({"model_type": "vit", "hidden_size": 768}, "vision"),
+])
+def test_a_model_type_not_modelled_is_refused_never_guessed(config, kind):
+    with pytest.raises(UserError) as err:
+        spec_from_config(config, "x")
+    msg = str(err.value)
+    assert "not supported yet" in msg and repr(config["model_type"]) in msg and "llama" in msg and "\n" not in msg
+    assert kind in msg
 
 
 @pytest.mark.parametrize("drop,field", [("hidden_size", "hidden_size"), ("num_hidden_layers", "num_hidden_layers"),

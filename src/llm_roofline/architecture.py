@@ -249,9 +249,29 @@ def spec_from_config(raw: dict, model_id: str, origin: str = "config.json") -> M
     if text:
         notes.append("multimodal wrapper: the text decoder (text_config) is modelled; vision/audio towers are not")
     if model_type not in DEFAULTS:
-        notes.append(f"model_type {model_type!r} has no dedicated reader; read as a Llama-style decoder")
+        raise UserError(f"{origin}: model_type {model_type!r}{_not_a_decoder(raw)} is not supported yet; "
+                        f"supported: {', '.join(SUPPORTED)}")
     reader = _READERS.get(model_type, _read_llama_like)
     return check_spec(reader(cfg, model_id, dtype, notes))
+
+
+ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "distilbert", "electra", "albert",
+                "modernbert", "camembert", "mpnet", "nomic_bert", "xlm"}
+VISION_ONLY = {"clip", "clip_vision_model", "siglip", "siglip_vision_model", "vit", "dinov2", "convnext", "swin",
+               "beit", "deit", "sam"}
+
+
+def _not_a_decoder(raw: dict) -> str:
+    """' (an encoder-decoder model)' and the like where the config says what kind of model it is."""
+    mt = str(raw.get("model_type", "")).lower()
+    arch = " ".join(str(a) for a in raw.get("architectures") or [] if isinstance(a, str))
+    if raw.get("is_encoder_decoder") is True or "ForConditionalGeneration" in arch and "encoder_layers" in raw:
+        return " (an encoder-decoder model: only decoder-only language models are modelled)"
+    if mt in ENCODER_ONLY or any(k in arch for k in ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassif")):
+        return " (an encoder-only model: only decoder-only language models are modelled)"
+    if mt in VISION_ONLY or "vision_config" in raw and "text_config" not in raw:
+        return " (a vision model: only decoder-only language models are modelled)"
+    return ""
 
 
 def _reject_non_finite(data, origin: str, path: str = "", depth: int = 0) -> None:
