@@ -63,3 +63,12 @@ def test_model_file_sizes_match_llama_bench(model, fmt, gib):
     from llm_roofline.memory import weight_bytes
 
     assert weight_bytes(load_model(model), load_format(fmt)) / 2**30 == pytest.approx(gib, rel=0.006)
+
+
+def test_mxfp4_on_gpt_oss_matches_llama_cpps_published_file():
+    """ggml-org/gpt-oss-20b-GGUF's gpt-oss-20b-mxfp4.gguf is 11.27 GiB (Hugging Face file listing): MXFP4 experts,
+    every other matrix Q8_0. Counting attention, router, embedding and output in bf16 instead gives 12.8 GiB."""
+    import llm_roofline as lr
+
+    p = lr.predict("gpt-oss-20b", "h100", weights="mxfp4")
+    assert p.model.weight_bytes / 2**30 == pytest.approx(11.27, rel=0.01)

@@ -32,7 +32,7 @@ class WeightFormat:
     embedding_bits: float  # token embedding table (a lookup reads one row per token)
     lm_head_bits: float  # output projection when it is not tied to the embedding
     norm_bits: float  # norms, biases and other 1-D tensors
-    experts_only_on_moe: bool = False  # MoE checkpoints quantise only the routed experts (MXFP4 in gpt-oss)
+    moe_other_bits: float | None = None  # on MoE models, the linear layers other than the routed experts
     keeps: str = ""
     source: str = ""
 
@@ -66,6 +66,8 @@ def _q16(fid: str, bits: float, compute: str, keeps: str = _HF, source: str = ""
     return WeightFormat(fid, bits, compute, 16, head, 16, keeps=keeps, source=source)
 
 
+Q8_0_BITS = 8 + 16 / 32  # ggml Q8_0: 32 int8 values and one fp16 scale
+
 FORMATS: dict[str, WeightFormat] = {
     "f32": WeightFormat("f32", 32, "fp32", 32, 32, 32, keeps="everything in 32 bits", source="IEEE 754"),
     "f16": WeightFormat("f16", 16, "fp16", 16, 16, 16, keeps="everything in 16 bits", source="IEEE 754"),
@@ -85,10 +87,12 @@ FORMATS: dict[str, WeightFormat] = {
     "int4-gptq": _q16("int4-gptq", 4 + 16 / 128 + 4 / 128, "fp16", source="GPTQ: group 128, fp16 scale, 4-bit zero"),
     "nvfp4": _q16("nvfp4", 4 + 8 / 16, "fp4", source="NVIDIA NVFP4: 16 E2M1 values share one FP8 E4M3 scale"),
     "mxfp4": WeightFormat(
-        "mxfp4", 4 + 8 / 32, "fp4", 16, 16, 16, experts_only_on_moe=True,
-        keeps="on MoE models only the routed experts are MXFP4 (attention, router, embedding, lm_head in bf16,"
-        " as in gpt-oss); on dense models every linear layer but embedding and lm_head",
-        source="OCP Microscaling spec v1.0: 32 E2M1 values share one E8M0 scale",
+        "mxfp4", 4 + 8 / 32, "fp4", Q8_0_BITS, Q8_0_BITS, 32, moe_other_bits=Q8_0_BITS,
+        keeps="as llama.cpp's published MXFP4 GGUFs (ggml-org/gpt-oss-20b-GGUF: 11.27 GiB): on MoE models the "
+        "routed experts are MXFP4 and every other matrix (attention, router, embedding, output) Q8_0, norms f32; "
+        "on dense models every linear layer MXFP4, embedding and output Q8_0. A checkpoint that keeps those in "
+        "bf16 (gpt-oss on Hugging Face) reads more bytes than this counts, so its ceiling is looser",
+        source="OCP Microscaling spec v1.0: 32 E2M1 values share one E8M0 scale; Q8_0: 32 int8 + one fp16 scale",
     ),
     "q4f16_1": WeightFormat(
         "q4f16_1", 4.5, "fp16", 4.5, 4.5, 16, keeps="MLC quantises embedding and lm_head too; norms in fp16",

@@ -46,8 +46,8 @@ def group_bits(group: WeightGroup, spec: ModelSpec, fmt: WeightFormat) -> float:
         return fmt.embedding_bits
     if group.kind == "lm_head":
         return fmt.lm_head_bits
-    if group.kind == "linear" and fmt.experts_only_on_moe and spec.moe is not None:
-        return 16.0
+    if group.kind == "linear" and fmt.moe_other_bits is not None and spec.moe is not None:
+        return fmt.moe_other_bits
     return fmt.bits
 
 
