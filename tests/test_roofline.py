@@ -286,3 +286,25 @@ def test_prediction_shows_the_device_inputs_of_the_estimate():
     assert hw["memory_type"] == "GDDR6"
     assert hw["sm_cycles_per_s"] == pytest.approx(28 * 1.777e9)  # 28 SMs x 1777 MHz
     assert hw["quantized_matmul_tops"] == pytest.approx(101.9)  # the int8 peak: 2048 ops x 28 SMs x 1.777 GHz
+
+
+def test_moe_ceiling_reads_the_fewest_experts_a_batch_can_touch():
+    import llm_roofline as lr
+
+    """Qwen3-30B-A3B: 48 layers of 128 experts, 8 per token, each 3 x 2048 x 768 weights. However 16 sequences
+    route, each layer reads at least the 8 experts every token picks: the ceiling's weights are batch 1's. The
+    estimate reads the uniform-routing expectation, 128 (1 - (1 - 8/128)^16) = 79.6 experts per layer."""
+    one = lr.predict("qwen3-30b-a3b", "h100", batch=1)
+    many = lr.predict("qwen3-30b-a3b", "h100", batch=16)
+    per_expert = 3 * 2048 * 768 * 2  # bf16
+    experts = {r.name: r for r in many.operators if r.phase == "decode"}["moe_experts"]
+    assert experts.weight_bytes == pytest.approx(48 * 128 * (1 - (1 - 8 / 128) ** 16) * per_expert, rel=1e-9)
+    others_one = one.decode.bytes_per_step - one.decode.weight_bytes_per_step  # KV and activations
+    others_many = many.decode.bytes_per_step - many.decode.weight_bytes_per_step
+    floor_weights = one.decode.weight_bytes_per_step  # batch 1 touches exactly 8 experts per layer
+    embedding_rows = 15 * 2048 * 2  # the 15 more tokens' embedding rows
+    assert many.decode.ceiling_bytes_per_step == pytest.approx(floor_weights + embedding_rows + others_many, rel=1e-9)
+    assert one.decode.ceiling_bytes_per_step == pytest.approx(floor_weights + others_one, rel=1e-9)
+    assert many.decode.ceiling_bytes_per_step < many.decode.bytes_per_step
+    assert many.decode.estimate_high_tok_s <= many.decode.ceiling_tok_s
+    assert any("fewest experts" in n for n in many.notes)

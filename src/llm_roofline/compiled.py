@@ -178,6 +178,10 @@ class Compiled:
                          "(prefill) are not bounded")
         if spec.max_position and depth + gen > spec.max_position:
             notes.append(f"context {depth + gen} exceeds the model's max_position_embeddings ({spec.max_position})")
+        if spec.moe is not None:
+            notes.append(f"MoE: the ceiling reads the fewest experts a batch can touch ({spec.moe.top_k} of "
+                         f"{spec.moe.n_experts} per layer, every token routed alike), so no routing beats it; the "
+                         "estimate assumes uniform routing (E(1 - (1 - k/E)^tokens) distinct experts)")
         if self.pp > 1:
             notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate); bytes "
                          f"and the operator table are the whole model's, each stage reads 1/{self.pp} of them")
@@ -196,7 +200,7 @@ class Compiled:
             intensity_flop_per_byte=float(d.flops[0]) / d_bytes, bound=decode_bound,
             memory_bound_by=None if decode_bound == "compute" else ("kv_cache" if d_kv / d_bytes > 0.5 else "weights"),
             compute_ms=float(d.compute_s[0]) * 1e3, memory_ms=float(d.memory_s[0]) * 1e3,
-            link_ms=float(d.link_s[0]) * 1e3,
+            link_ms=float(d.link_s[0]) * 1e3, ceiling_bytes_per_step=float(d.ceiling_bytes[0]),
         )
         p_ceiling, p_estimate = float(p.ceiling_s[0]), float(p.estimate_s[0])
         prefill = PrefillResult(

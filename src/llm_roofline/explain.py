@@ -28,6 +28,9 @@ def explain(p: Prediction) -> list[str]:
         f"{d.flops_per_step / (peak * 1e12) * 1e3 if peak else 0:,.3f} ms"
         f"  (intensity {d.intensity_flop_per_byte:,.1f} FLOP/B vs ridge point "
         f"{ridge:,.0f} FLOP/B)" if ridge else "  (no compute peak published)",
+        *([f"  the ceiling reads {_gb(d.ceiling_bytes_per_step)}: the fewest experts the batch can touch (top-k per "
+           f"layer); the {_gb(d.bytes_per_step)} above are the uniform-routing expectation the estimate reads"]
+          if d.ceiling_bytes_per_step and d.ceiling_bytes_per_step < d.bytes_per_step * (1 - 1e-9) else []),
         f"  ceiling: Σ over operators of max(FLOPs/peak, bytes/bandwidth) = {d.compute_ms:,.2f} ms compute-bound + "
         f"{d.memory_ms:,.2f} ms memory-bound" + (f" + {d.link_ms:,.2f} ms all-reduce" if d.link_ms else "")
         + f" = {d.tpot_floor_ms:,.2f} ms → {d.ceiling_tok_s:,.1f} tok/s per sequence"

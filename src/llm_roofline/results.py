@@ -55,7 +55,7 @@ class DecodeResult:
     estimate_throughput_tok_s: float
     tpot_floor_ms: float
     tpot_ms: float
-    bytes_per_step: float
+    bytes_per_step: float  # expected (MoE: uniform routing), what the estimate reads
     weight_bytes_per_step: float
     kv_bytes_per_step: float
     flops_per_step: float
@@ -65,6 +65,7 @@ class DecodeResult:
     compute_ms: float  # ceiling time of compute-bound operators per step
     memory_ms: float
     link_ms: float
+    ceiling_bytes_per_step: float = 0.0  # what the ceiling reads: MoE at the fewest experts (top-k per layer)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,8 +33,9 @@ import numpy as np
 from .architecture import LayerSpec, ModelSpec, WeightGroup, global_weights, layer_weights
 from .formats import WeightFormat
 
-QUANTITIES = ("flops", "weight_bytes", "kv_bytes", "act_bytes", "comm_bytes", "quantized_weights")
-FLOPS, WEIGHT, KV, ACT, COMM, QUANT = range(len(QUANTITIES))
+QUANTITIES = ("flops", "weight_bytes", "kv_bytes", "act_bytes", "comm_bytes", "quantized_weights",
+              "floor_weight_bytes")
+FLOPS, WEIGHT, KV, ACT, COMM, QUANT, FLOOR = range(len(QUANTITIES))
 KINDS = ("matmul", "attention", "memory", "allreduce", "handoff")
 
 
@@ -129,8 +130,9 @@ class _Table:
     """Coefficients being filled: per group, per quantity, per basis function; one table for T = 1 and one for
     T > 1 (MLA attends in its latent space at decode, linear attention chunks its prefill)."""
 
-    def __init__(self, basis: list[str]):
+    def __init__(self, basis: list[str], top_k: int = 0):
         self.basis = {name: i for i, name in enumerate(basis)}
+        self.top_k = top_k
         self.groups: list[Group] = []
         self.single: list[np.ndarray] = []
         self.multi: list[np.ndarray] = []
@@ -142,6 +144,13 @@ class _Table:
             for q, by_basis in t.items():
                 for name, value in by_basis.items():
                     c[q, self.basis[name]] += value * group.count
+            # The ceiling's weights: however the batch routes, each layer reads at least the top_k experts every
+            # token picks (all tokens alike); the expected count is the estimate's (uniform routing)
+            c[FLOOR] = c[WEIGHT]
+            if "experts" in self.basis:
+                e = self.basis["experts"]
+                c[FLOOR, self.basis["one"]] += c[WEIGHT, e] * self.top_k
+                c[FLOOR, e] = 0.0
             table.append(c)
         self.groups.append(group)
 
@@ -232,6 +241,7 @@ class StepValues:
     act_bytes = property(lambda self: self.array[:, ACT])
     comm_bytes = property(lambda self: self.array[:, COMM])
     quantized_weights = property(lambda self: self.array[:, QUANT])
+    floor_weight_bytes = property(lambda self: self.array[:, FLOOR])  # the ceiling's: the fewest experts
 
     @property
     def bytes(self) -> np.ndarray:
@@ -250,7 +260,7 @@ class CompiledStep:
         if spec.moe is not None:
             basis.append("experts")
         self.basis_names = tuple(basis)
-        t = _Table(basis)
+        t = _Table(basis, spec.moe.top_k if spec.moe is not None else 0)
         self._globals(t)
         self.groups = tuple(t.groups)
         self.single = np.stack(t.single)  # (groups, quantities, basis)

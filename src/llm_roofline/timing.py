@@ -1,7 +1,8 @@
 """Timing a compiled step on a device, vectorised over workloads: the two answers, ceiling and estimate.
 
 Per operator group:
-  ceiling:  max(FLOPs / peak of its dtype, bytes / bandwidth)                 datasheet peaks, 100% efficiency
+  ceiling:  max(FLOPs / peak of its dtype, bytes / bandwidth)                 datasheet peaks, 100% efficiency;
+            routed experts at the fewest a batch can touch (step.py: FLOOR), so no routing beats it
   estimate: max(kernel time / eta_c, bytes / (bandwidth x eta_bw) + unpack)   achievable fractions (engines.py)
 plus, for the estimate, a fixed overhead per step and the latency of each all-reduce and pipeline hand-off. A
 step's time is the sum over its groups. A run of G decode steps from depth D is averaged exactly: between the
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .hardware import Hardware
-from .step import ACT, COMM, FLOPS, KINDS, KV, QUANT, QUANTITIES, WEIGHT, CompiledStep, StepValues
+from .step import ACT, COMM, FLOOR, FLOPS, KINDS, KV, QUANT, QUANTITIES, WEIGHT, CompiledStep, StepValues
 
 LINK, HANDOFF = KINDS.index("allreduce"), KINDS.index("handoff")
 PREFILL_CHUNK = 512  # tokens a pipelined prefill sends down the stages at a time (llama.cpp's default ubatch)
@@ -65,7 +66,7 @@ def mean_of_max(pa, qa, pb, qb):
 class UnitTimes:
     """Seconds per group at 100% of the device's rates: (groups, workloads) each, views of one stacked array."""
 
-    array: np.ndarray  # (5, groups, workloads): compute, kernel, memory, link, unpack
+    array: np.ndarray  # (6, groups, workloads): compute, kernel, memory, link, unpack, memory_floor
     stream: np.ndarray | None  # a measured profile's matmul time for such matrices and tokens (else None)
 
     compute = property(lambda self: self.array[0])  # FLOPs / peak of the group's dtype (0 where none is published)
@@ -73,6 +74,7 @@ class UnitTimes:
     memory = property(lambda self: self.array[2])  # bytes / bandwidth
     link = property(lambda self: self.array[3])  # bytes sent / link bandwidth
     unpack = property(lambda self: self.array[4])  # block-quantised weights / SM cycles per second
+    memory_floor = property(lambda self: self.array[5])  # the ceiling's bytes (the fewest experts) / bandwidth
 
 
 class DeviceStep:
@@ -122,7 +124,7 @@ class DeviceStep:
     def unit_times(self, v: StepValues, bandwidth_gbps) -> UnitTimes:
         """bandwidth_gbps: per workload."""
         a = v.array
-        u = np.empty((5,) + a[:, FLOPS].shape)
+        u = np.empty((6,) + a[:, FLOPS].shape)
         np.multiply(a[:, FLOPS], self.per[0, :, FLOPS, None], out=u[0])
         np.multiply(a[:, FLOPS], self.per[1, :, FLOPS, None], out=u[1])
         np.add(a[:, WEIGHT], a[:, KV], out=u[2])
@@ -130,6 +132,12 @@ class DeviceStep:
         u[2] /= np.asarray(bandwidth_gbps, dtype=float) * 1e9
         np.multiply(a[:, COMM], self.per[3, :, COMM, None], out=u[3])
         np.multiply(a[:, QUANT], self.per[4, :, QUANT, None], out=u[4])
+        if self.step.spec.moe is not None:
+            np.add(a[:, FLOOR], a[:, KV], out=u[5])
+            u[5] += a[:, ACT]
+            u[5] /= np.asarray(bandwidth_gbps, dtype=float) * 1e9
+        else:
+            u[5] = u[2]
         stream = self._stream(v, bandwidth_gbps) if self.hw.matmul_curves else None
         return UnitTimes(u, stream)
 
@@ -161,7 +169,7 @@ class DeviceStep:
         g, n = u.compute.shape
         out_p = np.empty((1 if eff is None else 2, g, n))
         out_q = np.empty_like(out_p)
-        out_p[0], out_q[0] = u.compute, u.memory
+        out_p[0], out_q[0] = u.compute, u.memory_floor
         links = self.link_rows
         if links.size:
             link_c = np.where(self.handoff[links], 0.0, u.link[links])
@@ -200,6 +208,7 @@ class PhaseTimes:
     memory_s: np.ndarray  # ceiling time of memory-bound groups
     link_s: np.ndarray
     rows: dict | None = None
+    ceiling_bytes: np.ndarray | None = None  # the ceiling's bytes: MoE at the fewest experts the batch can touch
 
 
 ROW_FIELDS = ("flops", "weight_bytes", "kv_bytes", "act_bytes", "comm_bytes", "ceiling_s", "estimate_s", "compute_s",
@@ -220,7 +229,8 @@ def _phase(ds: DeviceStep, quantities: np.ndarray, times: np.ndarray, booked: np
     sums = times.sum(1)
     return PhaseTimes(sums[0], sums[-1] + np.asarray(overhead_us) * 1e-6, total[FLOPS],
                       total[WEIGHT] + total[KV] + total[ACT], total[WEIGHT], total[KV], compute.sum(0),
-                      memory.sum(0), np.where(ds.link, times[0], 0.0).sum(0), table)
+                      memory.sum(0), np.where(ds.link, times[0], 0.0).sum(0), table,
+                      total[FLOOR] + total[KV] + total[ACT])
 
 
 def prefill_times(ds: DeviceStep, eff: Efficiency, batch, prompt, depth, bandwidth_gbps,
