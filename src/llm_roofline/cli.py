@@ -109,7 +109,8 @@ def _show_prediction(p, explain: bool) -> None:
     con.print(f"decode is [bold]{d.bound}-bound[/]{kv}: {d.bytes_per_step / 1e9:,.2f} GB and "
               f"{d.flops_per_step / 1e9:,.1f} GFLOP per step; prefill is [bold]{pf.bound}-bound[/]")
     status = "[green]fits[/]" if mem.fits else f"[red]DOES NOT FIT[/] (needs {mem.min_devices or '>4096'} devices)"
-    con.print(f"memory{' per device' if mem.per_device else ''}: {mem.total_gb:,.1f} GB of {mem.capacity_gb:,.0f} GB "
+    con.print(f"memory{' per device' if mem.per_device else ''}: {mem.total_gb:,.1f} GB of {mem.capacity_gb:,.0f} GiB "
+              f"({mem.capacity_gb * 1.073741824:,.1f} GB) "
               f"(weights {mem.weights_gb:,.1f}, KV {mem.kv_cache_gb:,.2f}, activations {mem.activations_gb:,.2f}, "
               f"runtime {mem.runtime_overhead_gb:,.1f}): {status}")
     e = p.efficiency

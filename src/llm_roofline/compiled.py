@@ -171,7 +171,7 @@ class Compiled:
             need = f"needs {mem.min_devices} devices" if mem.min_devices else "does not fit on any number of devices"
             if self.pp > 1 and mem.min_devices:
                 need = f"needs tp {mem.min_devices} in each of the {self.pp} stages"
-            notes.append(f"does not fit: {mem.total_gb:.1f} GB per device > {hw.memory_gb:g} GB ({need}); speeds are "
+            notes.append(f"does not fit: {mem.total_gb:.1f} GB per device > {hw.memory_gb:g} GiB ({need}); speeds are "
                          "for the workload as if it fitted")
         if self.device.no_peak:
             notes.append(f"{hw.id} publishes no compute peak: compute time is taken as zero, so compute-bound figures "

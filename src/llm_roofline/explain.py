@@ -66,7 +66,8 @@ def explain(p: Prediction) -> list[str]:
            else "; would help: a longer prompt or bigger batch per pass, more bandwidth"),
         f"Memory{per_dev}: weights {m.weights_gb:,.1f} GB + KV cache {m.kv_cache_gb:,.2f} GB "
         f"({m.kv_bytes_per_token / 1e3:,.1f} kB/token/sequence) + activations {m.activations_gb:,.2f} GB + runtime "
-        f"{m.runtime_overhead_gb:,.1f} GB = {m.total_gb:,.1f} GB of {m.capacity_gb:,.0f} GB → "
+        f"{m.runtime_overhead_gb:,.1f} GB = {m.total_gb:,.1f} GB of {m.capacity_gb:,.0f} GiB "
+        f"({m.capacity_gb * 1.073741824:,.1f} GB) → "
         + ("fits" if m.fits else "DOES NOT FIT")
         + (f"; needs {m.min_devices} device(s)" if m.min_devices and not m.fits else "")
         + (f"; largest batch at this context {m.max_batch:,}, longest context at this batch {m.max_context:,}"

@@ -11,6 +11,7 @@ from .architecture import ModelSpec, global_weights, layer_weights
 from .formats import WeightFormat
 from .step import group_bits, kv_bytes_per_token, recurrent_state_bytes
 
+GIB = 1 << 30  # device capacities (binary: HBM, GDDR and DRAM come in powers of two)
 GB = 1e9
 MAX_DEVICES = 4096
 
@@ -22,7 +23,7 @@ class MemoryResult:
     activations_gb: float
     runtime_overhead_gb: float
     total_gb: float
-    capacity_gb: float
+    capacity_gb: float  # as the device is sold: GiB (a "24 GB" card holds 24 x 2^30 bytes); the rest are 1e9
     fits: bool
     min_devices: int | None  # smallest tensor-parallel group whose per-device share fits (None: none up to 4096)
     max_batch: int  # largest batch that fits at this workload's context (0: not even one sequence)
@@ -228,7 +229,7 @@ class Footprint:
 def memory_budget(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, batch: int, prompt: int, length: int,
                   tp: int, capacity_gb: float, overhead_gb: float, pp: int = 1,
                   footprint: Footprint | None = None) -> MemoryResult:
-    capacity = capacity_gb * GB
+    capacity = capacity_gb * GIB  # sold in binary units: a "24 GB" card holds 24 GiB
     fp = footprint or Footprint(spec, fmt, kv_bits, overhead_gb * GB, pp)
     weights = float(fp.weights(tp))
     kv = batch * float(fp.kv(length, tp))

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .compiled import Compiled
-from .memory import GB
+from .memory import GIB
 
 ITERATIONS = 200
 
@@ -53,7 +53,7 @@ class StepTables:
 def step_tables(compiled: Compiled, prompt: int, gen: int) -> StepTables:
     """Every batch up to 256 and a geometric grid beyond (step times are close to affine between them)."""
     hw = compiled.hw
-    cap = int(compiled.footprint.max_batch(prompt, prompt + gen, hw.memory_gb * GB, compiled.tp))
+    cap = int(compiled.footprint.max_batch(prompt, prompt + gen, hw.memory_gb * GIB, compiled.tp))
     top = max(cap, 1)
     grid = np.unique(np.concatenate([np.arange(1, min(top, 256) + 1),
                                      np.geomspace(min(top, 256), top, 64).round()])).astype(float)

@@ -21,7 +21,7 @@ from .factored import factor
 from .factored import times as factored_times
 from .formats import WeightFormat
 from .hardware import Hardware
-from .memory import GB
+from .memory import GB, GIB
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> 
     return SweepResult(
         compiled.spec.id, hw.id, compiled.fmt.id, compiled.kv_name, tp, compiled.pp, compiled.engine,
         b, p, d, g, 1 / ceiling_s, 1 / step_s, throughput, throughput / compiled.devices, ceiling_s * 1e3,
-        step_s * 1e3, ttft_floor_s * 1e3, ttft_s * 1e3, used / GB, used <= hw.memory_gb * GB)
+        step_s * 1e3, ttft_floor_s * 1e3, ttft_s * 1e3, used / GB, used <= hw.memory_gb * GIB)
 
 
 def sweep(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, batch=1, prompt=512, context=None,
