@@ -280,3 +280,39 @@ def test_launch_cost_per_layer_is_recovered_and_the_fixed_overhead_kept_apart(tm
     metal = profiles["llama.cpp-metal"]
     assert metal.launch_us_per_layer > 0
     assert metal.step_overhead_us == profiles["llama.cpp"].step_overhead_us
+
+
+def _row(hardware: str, **kw):
+    from llm_roofline.validate import Measurement
+
+    base = dict(line=2, source="s", engine="llama.cpp-cuda", hardware=hardware, hardware_id="", bandwidth_gbps=273.0,
+                fp16_tflops=None, memory_gb=128.0, devices=1, parallel="none", model="llama-3.1-8b",
+                weights="q4_k_m", kv_cache="f16", batch=1, prompt_tokens=512, kv_depth=0, gen_tokens=0,
+                metric="prefill_tok_s", value=1.0, flash_attention="unknown")
+    return Measurement(**{**base, **kw})
+
+
+def test_a_device_known_only_by_name_gets_no_compute_ceiling():
+    """No record and no stated peak: the estimate assumes a peak, the ceiling does not pretend to bound compute:
+    its prefill is the bytes over the bandwidth alone."""
+    import llm_roofline as lr
+    from llm_roofline.validate import row_hardware
+
+    hw = row_hardware(_row("NVIDIA Jetson AGX Thor"))
+    assert hw.category == "edge_soc" and "fp16" in hw.estimated_peaks
+    p = lr.predict("llama-3.1-8b", hw, weights="q4_k_m", prompt=512)
+    assert p.prefill.ttft_floor_ms == pytest.approx(p.prefill.bytes / (273.0e9) * 1e3, rel=1e-9)
+    # the estimate still counts the assumed compute: q4_k_m multiplies on the (assumed) int8 units
+    assert p.prefill.ttft_ms / 1e3 >= p.prefill.flops / (hw.peak_tflops["int8"] * 1e12)
+    assert any("no published compute peak" in n for n in p.notes)
+    stated = row_hardware(_row("NVIDIA Jetson AGX Thor", fp16_tflops=500.0))
+    assert "fp16" not in stated.estimated_peaks
+
+
+@pytest.mark.parametrize("name,category", [("AMD EPYC 9654", "server_cpu"), ("Intel Xeon Platinum 8480+", "server_cpu"),
+                                           ("AMD Ryzen 9 7950X", "desktop_cpu"), ("AMD Ryzen AI Max+ 395", "apu"),
+                                           ("Apple M3 Max", "apple_soc"), ("AMD Instinct MI300X", "datacenter_gpu")])
+def test_row_devices_without_a_record_are_classed_by_name(name, category):
+    from llm_roofline.validate import row_hardware
+
+    assert row_hardware(_row(name)).category == category

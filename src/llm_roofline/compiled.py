@@ -173,7 +173,11 @@ class Compiled:
                 need = f"needs tp {mem.min_devices} in each of the {self.pp} stages"
             notes.append(f"does not fit: {mem.total_gb:.1f} GB per device > {hw.memory_gb:g} GiB ({need}); speeds are "
                          "for the workload as if it fitted")
-        if self.device.no_peak:
+        if self.device.no_peak and hw.estimated_peaks:
+            assumed = ", ".join(f"{d} {hw.peak_tflops[d]:g} TFLOPS" for d in hw.estimated_peaks if hw.peak_tflops.get(d))
+            notes.append(f"{hw.id} has no published compute peak: the ceiling does not bound compute (its prefill "
+                         f"counts memory only, not a bound on compute-bound work); the estimate assumes {assumed}")
+        elif self.device.no_peak:
             notes.append(f"{hw.id} publishes no compute peak: compute time is taken as zero, so compute-bound figures "
                          "(prefill) are not bounded")
         if spec.max_position and depth + gen > spec.max_position:

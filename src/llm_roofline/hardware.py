@@ -96,6 +96,9 @@ class Hardware:
     matmul_curves: dict[str, dict[float, dict[float, tuple[tuple[float, float], ...]]]] = field(default_factory=dict)
     # measured per weight dtype (f32, bf16) at batch 1 and 8: {dtype: {batch: {step_overhead_us, layer_...}}}
     overheads: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # peaks that no datasheet or measurement gives (a device known only by name and bandwidth): the estimate uses
+    # them, the ceiling does not (its compute side is then not bounded)
+    estimated_peaks: tuple[str, ...] = ()
 
     def overheads_at(self, batch: int, weights: str = "f32") -> tuple[float, float]:
         """(per-step, per-layer) overhead in µs for a weight format at a batch size, interpolated between the

@@ -91,6 +91,9 @@ class DeviceStep:
         self.int8_path = int8[:, None]
         inv_rate = np.where(rate > 0, 1 / np.where(rate > 0, rate, 1.0), 0.0)
         kernel = np.where(int8, 1 / ((qmt or 1.0) * 1e12), inv_rate)
+        # a peak nobody published bounds nothing: the ceiling's compute side is zero there
+        published = np.array([dtype not in hw.estimated_peaks for _, dtype in peaks])
+        inv_rate = np.where(published, inv_rate, 0.0)
         sm = hw.sm_cycles_per_s
         # seconds per unit of each quantity: (5 unit times, groups, quantities)
         per = np.zeros((5, len(step.groups), len(QUANTITIES)))
@@ -105,7 +108,8 @@ class DeviceStep:
         self.link_rows = np.where(link)[0]
         self.instances = np.where(link, step.instances, 0.0)[:, None]
         self.hop_s = (step.latency_steps * allreduce_hop_us(hw) * 1e-6)[:, None]
-        self.no_peak = any(not r and g.kind not in ("allreduce", "handoff") for (r, _), g in zip(peaks, step.groups))
+        self.no_peak = any((not r or dtype in hw.estimated_peaks) and g.kind not in ("allreduce", "handoff")
+                           for (r, dtype), g in zip(peaks, step.groups))
 
     def subset(self, idx) -> "DeviceStep":
         """The device step restricted to the groups at `idx`."""

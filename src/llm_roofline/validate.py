@@ -210,10 +210,14 @@ def _build_date(rec: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------------- devices
 
-_CLASS_WORDS = (("apple", "apple_soc"), ("m1", "apple_soc"), ("m2", "apple_soc"), ("m3", "apple_soc"),
-                ("m4", "apple_soc"), ("rtx", "consumer_gpu"), ("gtx", "consumer_gpu"), ("radeon", "consumer_gpu"),
-                ("rx ", "consumer_gpu"), ("arc", "consumer_gpu"), ("titan", "consumer_gpu"),
-                ("quadro", "workstation_gpu"), ("instinct", "datacenter_gpu"), ("mi", "datacenter_gpu"))
+_CLASS_WORDS = (("epyc", "server_cpu"), ("xeon", "server_cpu"), ("graviton", "server_cpu"), ("altra", "server_cpu"),
+                ("ryzen ai max", "apu"), ("threadripper", "desktop_cpu"), ("ryzen", "desktop_cpu"),
+                ("core i", "desktop_cpu"), ("core ultra", "desktop_cpu"), (" cpu", "desktop_cpu"),
+                ("jetson", "edge_soc"), ("apple", "apple_soc"), ("m1", "apple_soc"), ("m2", "apple_soc"),
+                ("m3", "apple_soc"), ("m4", "apple_soc"), ("rtx", "consumer_gpu"), ("gtx", "consumer_gpu"),
+                ("radeon", "consumer_gpu"), ("rx ", "consumer_gpu"), ("arc", "consumer_gpu"),
+                ("titan", "consumer_gpu"), ("quadro", "workstation_gpu"), ("instinct", "datacenter_gpu"),
+                ("mi", "datacenter_gpu"))  # first match wins; none: a datacenter GPU
 
 
 def row_hardware(m: Measurement) -> Hardware:
@@ -227,15 +231,20 @@ def row_hardware(m: Measurement) -> Hardware:
         base = Hardware(id=f"row:{m.hardware}", name=m.hardware, category=category, memory_gb=m.memory_gb or 1e6,
                         bandwidth_gbps=m.bandwidth_gbps, peak_tflops={}, vendor=vendor)
     peaks = dict(base.peak_tflops)
+    guessed = []  # for the estimate only: the ceiling does not bound compute with a peak nobody published
     if m.fp16_tflops:
         peaks["fp16"] = m.fp16_tflops
     elif not peaks.get("fp16"):
         peaks["fp16"] = DEFAULT_RIDGE * m.bandwidth_gbps / 1e3
-    if not m.hardware_id and base.category != "apple_soc":
+        guessed.append("fp16")
+    if not m.hardware_id and base.category not in ("apple_soc", "server_cpu", "desktop_cpu"):
+        if "int8" not in peaks:
+            guessed.append("int8")
         peaks.setdefault("int8", peaks["fp16"] * (4 if base.vendor == "NVIDIA" else 1))
     memory = m.memory_gb or base.memory_gb
     link = None if "no nvlink" in m.notes.lower() else base.link_gbps_bidir  # the row says it ran over PCIe
-    return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory, link_gbps_bidir=link)
+    return replace(base, bandwidth_gbps=m.bandwidth_gbps, peak_tflops=peaks, memory_gb=memory, link_gbps_bidir=link,
+                   estimated_peaks=tuple(guessed))
 
 
 # ---------------------------------------------------------------------------------------------------- row models
