@@ -48,6 +48,12 @@ def predict(
     step_overhead_us: Annotated[Optional[float], typer.Option(help="Fixed cost per forward step, µs.")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the chain behind each figure.")] = False,
     plot: Annotated[Optional[str], typer.Option(help="Write the roofline chart to FILE.png|svg|pdf.")] = None,
+    draft: Annotated[Optional[str], typer.Option(help="Speculative decoding: the draft model (catalog id or "
+                                                 "config), or ngram for prompt-lookup drafts that cost no step.")]
+    = None,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Tokens drafted per round (k).")] = 4,
+    acceptance: Annotated[Optional[float], typer.Option(help="Chance a drafted token is accepted (measured, e.g. "
+                                                        "vLLM's spec-decode acceptance rate).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode and prefill speed, memory fit and the per-operator roofline of MODEL on a device."""
@@ -59,8 +65,8 @@ def predict(
         check_plot_path(plot)
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
-            compute_efficiency=compute_efficiency,
-            step_overhead_us=step_overhead_us)
+            compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
+            draft_tokens=draft_tokens, acceptance=acceptance)
     if plot:
         from .plots import plot_roofline
 
@@ -104,6 +110,11 @@ def _show_prediction(p, explain: bool) -> None:
     t.add_row("time to first token (ms)", f"{pf.ttft_floor_ms:,.1f}", f"{pf.ttft_ms:,.1f}",
               f"{pf.ttft_low_ms:,.1f} - {pf.ttft_high_ms:,.1f}")
     t.add_row("prefill tok/s", f"{pf.ceiling_tok_s:,.0f}", f"{pf.estimate_tok_s:,.0f}")
+    sp = p.speculative
+    if sp is not None:
+        t.add_row(f"decode tok/s per sequence, speculative ({sp.draft}, k={sp.draft_tokens}, "
+                  f"acceptance {sp.acceptance:g})", f"{sp.ceiling_tok_s:,.1f}", f"{sp.estimate_tok_s:,.1f}",
+                  f"{sp.speedup:,.2f}x plain")
     con.print(t)
     kv = " (KV cache)" if d.memory_bound_by == "kv_cache" else " (weights)" if d.memory_bound_by else ""
     con.print(f"decode is [bold]{d.bound}-bound[/]{kv}: {d.bytes_per_step / 1e9:,.2f} GB and "

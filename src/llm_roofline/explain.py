@@ -73,5 +73,15 @@ def explain(p: Prediction) -> list[str]:
         + (f"; largest batch at this context {m.max_batch:,}, longest context at this batch {m.max_context:,}"
            if m.fits else ""),
     ]
+    sp = p.speculative
+    if sp is not None:
+        lines += [
+            f"Speculative decoding ({sp.draft}, {sp.draft_tokens} drafted tokens, acceptance {sp.acceptance:g}):",
+            f"  tokens per round (1 - a^(k+1)) / (1 - a) = {sp.tokens_per_round:,.2f} (Leviathan et al. 2023)",
+            f"  round = {sp.draft_tokens} draft steps {sp.draft_ms:,.2f} ms + one verify step over "
+            f"{sp.draft_tokens + 1} positions {sp.verify_ms:,.2f} ms (the target's weights read once) → "
+            f"{sp.estimate_tok_s:,.1f} tok/s per sequence, {sp.speedup:,.2f}x plain decoding "
+            f"(ceiling {sp.ceiling_tok_s:,.1f} at this acceptance)",
+        ]
     lines += [f"Note: {n}" for n in p.notes]
     return lines

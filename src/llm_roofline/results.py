@@ -142,6 +142,7 @@ class Prediction:
     memory: MemoryResult
     operators: tuple[OperatorRow, ...]
     notes: tuple[str, ...] = field(default=())
+    speculative: object | None = None  # speculative.SpeculativeResult, where a draft was given
 
     def to_dict(self) -> dict:
         return {
@@ -154,4 +155,5 @@ class Prediction:
             "memory": self.memory.to_dict(),
             "operators": [row.to_dict() for row in self.operators],
             "notes": list(self.notes),
+            "speculative": self.speculative.to_dict() if self.speculative is not None else None,
         }

@@ -38,6 +38,9 @@ def predict(
     bandwidth_efficiency: float | None = None,
     compute_efficiency: float | None = None,
     step_overhead_us: float | None = None,
+    draft: str | Path | ModelSpec | None = None,
+    draft_tokens: int = 4,
+    acceptance: float | None = None,
 ) -> Prediction:
     """Decode and prefill speed, memory fit and the per-operator roofline of `model` on `hardware`.
 
@@ -45,9 +48,38 @@ def predict(
     tokens deep (default: the prompt). weights / kv_cache name formats (default: the checkpoint's dtype / f16).
     engine (llama.cpp-cuda, vllm, tensorrt-llm, ...) selects a fitted efficiency profile for the estimate and its
     range; without it the device-class defaults apply. tp: tensor-parallel devices per stage; pp: pipeline
-    stages (layer split, llama.cpp's default over several GPUs)."""
+    stages (layer split, llama.cpp's default over several GPUs). draft (a model, or "ngram" for prompt-lookup
+    drafts that cost no model step), draft_tokens and acceptance (per drafted token) add speculative decoding
+    (speculative.py) beside the plain figures."""
+    from .speculative import check_speculative
+
     check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
+    check_speculative(draft, draft_tokens, acceptance)
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                        step_overhead_us=step_overhead_us)
-    return compiled.predict(batch, prompt, context, gen)
+    p = compiled.predict(batch, prompt, context, gen)
+    if draft is None:
+        return p
+    return _with_speculation(p, compiled, draft, draft_tokens, acceptance, tp, engine)
+
+
+def _with_speculation(p: Prediction, compiled, draft, k: int, alpha: float, tp: int, engine) -> Prediction:
+    from dataclasses import replace
+
+    from .speculative import NGRAM_DRAFTS, speculate
+
+    name = str(draft)
+    draft_compiled = None
+    if name not in NGRAM_DRAFTS:
+        # the draft in the target's format and layout, with the same engine (vLLM and llama.cpp run it so)
+        draft_compiled = compile(draft, compiled.hw, weights=compiled.fmt.id, tp=tp, engine=engine)
+        name = draft_compiled.spec.id
+    w = p.workload
+    s = speculate(compiled, draft_compiled, name, k, alpha, w.batch, w.context + w.gen / 2, p.decode.estimate_tok_s)
+    notes = p.notes
+    if draft_compiled is not None:
+        extra = draft_compiled.footprint.weights(tp) + w.batch * draft_compiled.footprint.kv(w.context + w.gen, tp)
+        notes += (f"the draft {name} adds {extra / 1e9:,.1f} GB per device (weights and KV cache), not in the memory "
+                  "figures above",)
+    return replace(p, speculative=s, notes=notes)

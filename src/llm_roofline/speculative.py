@@ -1,0 +1,88 @@
+"""Speculative decoding: k drafted tokens verified with one read of the target's weights.
+
+A round drafts k tokens (k decode steps of a small draft model, or nothing for n-gram / prompt-lookup drafts),
+then the target runs one step over the k + 1 positions of each sequence (the same closed forms as a prefill of
+k + 1 tokens on the cache: its weights are read once, its FLOPs grow k + 1 times). With each drafted token accepted
+with probability alpha, independently (Leviathan, Kalman and Matias 2023, "Fast Inference from Transformers via
+Speculative Decoding", eq. 1), a round yields on average
+
+    tokens per round = (1 - alpha^(k + 1)) / (1 - alpha)
+
+so decode tok/s = tokens per round / (k x draft step + verify step). The ceiling and the estimate use the same
+alpha (a ceiling for that acceptance rate: a luckier run can beat it); both time the draft and the verify step as
+predict times any step. Steps are timed at the run's middle depth (context + gen / 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UserError
+from .timing import prefill_times
+
+NGRAM_DRAFTS = ("ngram", "prompt-lookup")  # drafts that cost no model step
+
+
+@dataclass(frozen=True)
+class SpeculativeResult:
+    draft: str  # a model id, or ngram
+    draft_tokens: int  # k
+    acceptance: float  # alpha, per drafted token
+    tokens_per_round: float
+    draft_ms: float  # the k draft steps of a round (estimate)
+    verify_ms: float  # the target's step over k + 1 positions (estimate)
+    ceiling_tok_s: float  # per sequence
+    estimate_tok_s: float
+    speedup: float  # estimate against plain decoding's
+    plain_estimate_tok_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_speculative(draft: str | None, draft_tokens: int, acceptance: float | None) -> None:
+    if draft is None:
+        return
+    if not isinstance(draft_tokens, int) or isinstance(draft_tokens, bool) or not 1 <= draft_tokens <= 64:
+        raise UserError(f"--draft-tokens must be a whole number in 1..64, got {draft_tokens!r}")
+    if acceptance is None:
+        raise UserError("speculative decoding needs --acceptance, the chance a drafted token is accepted (it "
+                        "depends on the draft, the task and the sampling; measure it, e.g. vLLM's spec-decode "
+                        "acceptance rate)")
+    if not (isinstance(acceptance, (int, float)) and math.isfinite(acceptance) and 0 <= acceptance < 1):
+        raise UserError(f"--acceptance must be in [0, 1), got {acceptance!r}")
+
+
+def tokens_per_round(k: int, alpha: float) -> float:
+    return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def speculate(target, draft, draft_name: str, k: int, alpha: float, batch: int, depth: float,
+              plain_estimate_tok_s: float) -> SpeculativeResult:
+    """target, draft: Compiled (draft None for n-gram drafts); depth: the run's middle KV depth."""
+    if target.pp > 1:
+        raise UserError("speculative decoding with a layer split (--pp) is not modelled; use --tp")
+    bw = np.float64(target.hw.bandwidth_gbps)
+    eff = target.efficiency
+    verify = prefill_times(target.device, replace_overhead(eff), batch, k + 1, depth, bw)
+    verify_ceiling = float(verify.ceiling_s[0])
+    verify_estimate = float(verify.estimate_s[0]) + eff.step_overhead_us * 1e-6
+    draft_ceiling = draft_estimate = 0.0
+    if draft is not None:
+        t = draft.times(batch, 1, depth, k)  # k decode steps from the same depth
+        draft_ceiling, draft_estimate = k * float(t.decode.ceiling_s[0]), k * float(t.decode.estimate_s[0])
+    n = tokens_per_round(k, alpha)
+    estimate = n / (draft_estimate + verify_estimate)
+    return SpeculativeResult(draft_name, k, alpha, n, draft_estimate * 1e3, verify_estimate * 1e3,
+                             n / (draft_ceiling + verify_ceiling), estimate, estimate / plain_estimate_tok_s,
+                             plain_estimate_tok_s)
+
+
+def replace_overhead(eff):
+    """The verify step is a decode step: the step's overhead is added by the caller, not a prefill's."""
+    from dataclasses import replace
+
+    return replace(eff, prefill_overhead_us=0.0, step_overhead_us=0.0)
