@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import catalog
 from .errors import UserError, closest
+from .formats import WeightFormat
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class ModelSpec:
     source: str = ""
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
+    file_format: WeightFormat | None = None  # a weights file's own format (a GGUF's tensor types)
 
     @property
     def n_layers(self) -> int:
@@ -583,6 +585,10 @@ def load_model(name: str | Path | ModelSpec) -> ModelSpec:
         if not path.is_file():
             raise UserError(f"{text!r} is a directory without a config.json")
         return _from_file(path, Path(text).resolve().name)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        from .gguf_model import read_gguf
+
+        return read_gguf(path)
     if path.is_file():
         return _from_file(path, path.parent.resolve().name if path.name == "config.json" else path.stem)
     if text.endswith(".json") or "/" in text and (text.startswith((".", "/", "~")) or path.parent.exists() and

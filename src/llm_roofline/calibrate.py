@@ -45,10 +45,20 @@ from .files import write_json
 from .timing import mean_of_max
 from .validate import METRICS, TIME_METRICS, RowModel
 
-BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 20000.0),
-          "allreduce_us": (3.0, 50.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 50000.0),
+# Physical ranges, so that a fit cannot turn one source's quirk into a constant of nature:
+#   step_overhead_us <= 2 ms: a decode step's fixed host work (scheduling, input preparation, sampling, one graph
+#     launch); vLLM's V1 design post (blog.vllm.ai, 2025-01-24) calls it pronounced beside the ~5 ms GPU step of
+#     Llama-8B on an H100, i.e. a fraction of that, and engines that overlap it hide most of it;
+#   launch_us_per_layer <= 60 µs: a llama.cpp decode layer launches about 12-20 kernels (norms, matmuls, rope,
+#     attention, adds, activation) at a few µs each from the host (NVIDIA, "Getting Started with CUDA Graphs",
+#     2019: launch overhead of a few µs per kernel, the cost graphs remove);
+#   prefill_overhead_us <= 10 ms: per pass, request admission, tokenisation of a short prompt and a graph build;
+#   all-reduce latencies: NCCL's base latency (3 µs) up to what PCIe round trips allow.
+BOUNDS = {"bandwidth_efficiency": (0.2, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_us": (0.0, 2000.0),
+          "allreduce_us": (3.0, 50.0), "int8_compute_efficiency": (0.02, 1.0), "prefill_overhead_us": (0.0, 10000.0),
           "allreduce_pcie_us": (3.0, 1000.0), "bw_factor_8bit": (0.4, 1.25), "bw_factor_4bit": (0.4, 1.25),
-          "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2), "launch_us_per_layer": (0.0, 300.0)}
+          "bw_factor_hbm": (0.3, 1.25), "unpack_cycles_per_weight": (0.0, 0.2), "launch_us_per_layer": (0.0, 60.0)}
+SHRINK = 0.5  # a level informed by one source keeps this share of its departure from its parent (partial pooling)
 LINEAR = ("bandwidth_efficiency", "compute_efficiency", "int8_compute_efficiency", "bw_factor_8bit", "bw_factor_4bit",
           "bw_factor_hbm")  # fractions and factors: 1 at the ceiling (the rest, times and cycles, are 0 there)
 LINEAR_GRID = (*LINEAR, "unpack_cycles_per_weight")  # searched on an even grid (the rest on a geometric one)
@@ -198,15 +208,30 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
 def _fit_hierarchy(rows: RowSet, train: np.ndarray, start: Profile) -> dict[str, Profile]:
     engines = np.array([rm.m.engine for rm in rows.models])
     subset = lambda idx: RowSet([rows.models[i] for i in idx])  # noqa: E731
+    sources = np.array([rm.m.source_group for rm in rows.models])
+
+    def level(idx, parent: Profile) -> Profile:
+        fitted = _fit_level(subset(idx), parent)
+        return fitted if len(set(sources[idx])) > 1 else _shrink(fitted, parent)
+
     profiles = {"default": _fit_level(subset(train), start, balance=True)}
     for fam in sorted({family(e) for e in engines[train]}):
         idx = train[np.array([family(e) == fam for e in engines[train]])]
-        profiles[fam] = _fit_level(subset(idx), profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
+        profiles[fam] = level(idx, profiles["default"]) if len(idx) >= MIN_ROWS else profiles["default"]
     for eng in sorted(set(engines[train])):
         idx = train[engines[train] == eng]
         parent = profiles[family(eng)]
-        profiles[eng] = _fit_level(subset(idx), parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
+        profiles[eng] = level(idx, parent) if len(idx) >= MIN_ROWS and eng != family(eng) else parent
     return profiles
+
+
+def _shrink(fitted: Profile, parent: Profile) -> Profile:
+    """One source's fit pulled halfway back to the parent's (geometrically for positive values): a single
+    source cannot tell its engine's behaviour from its own setup (build, driver, flags)."""
+    out = {}
+    for name, f, p in zip(PARAMS, fitted.params(), parent.params()):
+        out[name] = p ** (1 - SHRINK) * f ** SHRINK if f > 0 and p > 0 else p + SHRINK * (f - p)
+    return Profile(**out, rows=fitted.rows)
 
 
 def _fit_format_factors(rows: RowSet, profiles: dict[str, Profile]) -> dict[str, float]:

@@ -320,7 +320,7 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     check_tp(spec, tp)
     check_pp(spec, pp)
     hw = load_hardware(hardware)
-    fmt = load_format(weights or spec.checkpoint_dtype)
+    fmt = load_format(weights) if weights else spec.file_format or load_format(spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                      step_overhead_us=step_overhead_us)

@@ -1,0 +1,157 @@
+"""A .gguf file (llama.cpp, Ollama, LM Studio) as MODEL: the architecture from its metadata, the bytes from its
+tensors.
+
+The header and tensor infos are read with the `gguf` package (memory-mapped: no tensor data is read). llama.cpp's
+metadata keys ({arch}.block_count, .embedding_length, .attention.head_count(_kv), .expert_count, ...) become the
+config the architecture reader knows for that family, so one reader models both. The weight format is the file's
+own: bits per weight of each kind of tensor (linear layers, routed experts, embedding, output, norms) are the
+file's bytes over its elements, so the step reads exactly the file's bytes. The architecture is then checked
+against the tensors: parameter counts that disagree by more than 0.5% are refused, never guessed.
+Split files (-00001-of-0000N.gguf) are read shard by shard.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import UserError
+from .formats import WeightFormat
+
+ARCHITECTURES = {  # general.architecture -> the model_type whose reader models it
+    "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
+    "gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3", "olmo2": "olmo2",
+}
+SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+MISMATCH = 0.005
+
+
+def _shards(path: Path) -> list[Path]:
+    m = SPLIT.match(path.name)
+    if not m:
+        return [path]
+    n = int(m.group(3))
+    shards = [path.with_name(f"{m.group(1)}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise UserError(f"{path}: split GGUF is missing {', '.join(missing[:3])}; keep all {n} parts together")
+    return shards
+
+
+def _value(field):
+    """A metadata field's value: a string, a number or a list of them."""
+    from gguf import GGUFValueType
+
+    if field.types and field.types[0] == GGUFValueType.ARRAY:
+        return [bytes(field.parts[i]).decode("utf-8", "replace") if field.types[-1] == GGUFValueType.STRING
+                else field.parts[i].tolist()[0] for i in field.data]
+    part = field.parts[field.data[0]]
+    if field.types[0] == GGUFValueType.STRING:
+        return bytes(part).decode("utf-8", "replace")
+    return part.tolist()[0]
+
+
+def read_gguf(path: Path) -> "ModelSpec":  # noqa: F821
+    from .architecture import param_counts, spec_from_config
+
+    try:
+        from gguf import GGUFReader
+    except ImportError:  # pragma: no cover - a core dependency
+        raise UserError("reading .gguf files needs the gguf package: pip install gguf") from None
+    shards = _shards(path)
+    try:
+        readers = [GGUFReader(str(p), "r") for p in shards]
+    except (ValueError, OSError, IndexError, KeyError) as exc:
+        raise UserError(f"{path}: not a readable GGUF file ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+                        ) from None
+    meta = {name: _value(f) for name, f in readers[0].fields.items() if not name.startswith("tokenizer.ggml.")
+            or name == "tokenizer.ggml.tokens"}
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise UserError(f"{path}: GGUF architecture {arch!r} is not supported yet; supported: "
+                        f"{', '.join(sorted(ARCHITECTURES))}")
+    tensors = [t for r in readers for t in r.tensors]
+    config = _config(meta, arch, tensors, path)
+    model_id = meta.get("general.name") or path.stem
+    spec = spec_from_config(config, str(model_id).strip().lower().replace(" ", "-") or path.stem, str(path))
+    fmt = _file_format(tensors, meta, path, spec.moe is not None)
+    elements = sum(int(t.n_elements) for t in tensors)
+    counted = param_counts(spec).total
+    if abs(counted - elements) > MISMATCH * elements:
+        raise UserError(f"{path}: the architecture read from its metadata has {counted:,} parameters but the file's "
+                        f"tensors hold {elements:,}; this {arch} variant is not modelled yet")
+    total_bytes = sum(int(t.n_bytes) for t in tensors)
+    note = (f"read from the GGUF file: {len(tensors)} tensors, {elements / 1e9:,.2f} B parameters, "
+            f"{total_bytes / 2**30:,.2f} GiB ({fmt.id}: {fmt.bits:.2f} bits per linear weight)")
+    return replace(spec, checkpoint_dtype=fmt.id, file_format=fmt, notes=spec.notes + (note,))
+
+
+def _config(meta: dict, arch: str, tensors, path: Path) -> dict:
+    def get(key, default=None):
+        return meta.get(f"{arch}.{key}", default)
+
+    names = {t.name: t for t in tensors}
+    embd = names.get("token_embd.weight")
+    vocab = len(meta["tokenizer.ggml.tokens"]) if "tokenizer.ggml.tokens" in meta else \
+        (int(embd.shape[-1]) if embd is not None else None)
+    needed = {"block_count": get("block_count"), "embedding_length": get("embedding_length"),
+              "attention.head_count": get("attention.head_count")}
+    missing = [f"{arch}.{k}" for k, v in needed.items() if v is None]
+    if missing or vocab is None:
+        raise UserError(f"{path}: GGUF metadata lacks {', '.join(missing) or 'the vocabulary'}")
+    cfg = {
+        "model_type": ARCHITECTURES[arch],
+        "hidden_size": get("embedding_length"),
+        "num_hidden_layers": get("block_count"),
+        "num_attention_heads": get("attention.head_count"),
+        "num_key_value_heads": get("attention.head_count_kv", get("attention.head_count")),
+        "intermediate_size": get("feed_forward_length"),
+        "max_position_embeddings": get("context_length"),
+        "vocab_size": vocab,
+        "tie_word_embeddings": "output.weight" not in names,
+    }
+    if get("attention.key_length") is not None:
+        cfg["head_dim"] = get("attention.key_length")
+    if get("attention.sliding_window") is not None:
+        cfg["sliding_window"] = get("attention.sliding_window")
+        cfg["use_sliding_window"] = arch in ("qwen2", "qwen3")
+    if get("expert_count"):
+        cfg.update(num_experts=get("expert_count"), num_local_experts=get("expert_count"),
+                   num_experts_per_tok=get("expert_used_count"),
+                   moe_intermediate_size=get("expert_feed_forward_length", get("feed_forward_length")),
+                   shared_expert_intermediate_size=get("expert_shared_feed_forward_length", 0))
+    if any(n.endswith("attn_q.bias") for n in names):
+        cfg["attention_bias"] = True
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def _bits(tensors) -> float | None:
+    elements = sum(int(t.n_elements) for t in tensors)
+    return 8 * sum(int(t.n_bytes) for t in tensors) / elements if elements else None
+
+
+def _file_format(tensors, meta: dict, path: Path, moe: bool) -> WeightFormat:
+    """The file's own format: bits per element of each kind of tensor, from its bytes."""
+    from gguf import LlamaFileType
+
+    vectors = [t for t in tensors if len(t.shape) == 1 or int(t.shape[-1]) == 1 and len(t.shape) == 2]
+    experts = [t for t in tensors if "_exps" in t.name]
+    embd = [t for t in tensors if t.name == "token_embd.weight"]
+    head = [t for t in tensors if t.name == "output.weight"]
+    linear = [t for t in tensors if t.name.startswith("blk.") and t not in vectors and t not in experts]
+    other_bits = _bits(linear)
+    bits = _bits(experts) if moe and experts else other_bits
+    if bits is None:
+        raise UserError(f"{path}: GGUF file has no layer weights")
+    try:
+        name = LlamaFileType(int(meta.get("general.file_type", -1))).name.removeprefix("MOSTLY_").lower()
+    except ValueError:
+        name = "mixed"
+    float_file = name in ("all_f32", "f16", "bf16")
+    compute = ("fp32" if name == "all_f32" else "fp16") if float_file else "int8"
+    return WeightFormat(
+        f"gguf-{name}", bits, compute, _bits(embd) or bits, _bits(head) or _bits(embd) or bits,
+        _bits(vectors) or 32.0, moe_other_bits=other_bits if moe else None,
+        keeps="the file's own tensor types: bits per weight of each kind of tensor are its bytes over its elements",
+        source=f"{path.name} (GGUF header)")
