@@ -72,3 +72,42 @@ def test_mxfp4_on_gpt_oss_matches_llama_cpps_published_file():
 
     p = lr.predict("gpt-oss-20b", "h100", weights="mxfp4")
     assert p.model.weight_bytes / 2**30 == pytest.approx(11.27, rel=0.01)
+
+
+def _llama_8b_with(quant):
+    import json
+
+    from llm_roofline import catalog
+
+    raw = json.loads((catalog.MODELS_DIR / "llama-3.1-8b.json").read_text())
+    raw = raw.get("config", raw)
+    return {**raw, "quantization_config": quant}
+
+
+def test_quantization_config_sets_the_checkpoints_weights(tmp_path):
+    """An 8B GPTQ checkpoint: every layer matrix in 4 bits plus an fp16 scale and a 4-bit zero per 128 weights,
+    embedding and lm_head (128256 x 4096 each) in 16 bits, norms in 16."""
+    import json
+
+    import llm_roofline as lr
+    from llm_roofline.errors import UserError
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(_llama_8b_with({"quant_method": "gptq", "bits": 4, "group_size": 128})))
+    p = lr.predict(path, "4090")
+    layer_matrices = 32 * (4096 * (4096 + 2 * 1024 + 4096) + 3 * 4096 * 14336)
+    norms = 32 * 2 * 4096 + 4096
+    want = layer_matrices * (4 + 20 / 128) / 8 + 2 * 128256 * 4096 * 2 + norms * 2
+    assert p.workload.weights == "int4-gptq" and p.model.weight_bytes == pytest.approx(want, rel=1e-9)
+    assert p.model.weight_bytes < 6e9  # not 16.1 GB of bf16
+    for quant, fid in (({"quant_method": "awq", "bits": 4, "group_size": 64}, "awq-4bit-g64"),
+                       ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_use_double_quant": True},
+                        "bnb-4bit"),
+                       ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {
+                           "num_bits": 8, "type": "float"}}}}, "fp8")):
+        path.write_text(json.dumps(_llama_8b_with(quant)))
+        assert lr.predict(path, "h100").workload.weights == fid
+    path.write_text(json.dumps(_llama_8b_with({"quant_method": "hqq"})))
+    with pytest.raises(UserError, match="hqq.*--weights"):
+        lr.predict(path, "h100")
+    assert lr.predict(path, "h100", weights="int4").workload.weights == "int4"

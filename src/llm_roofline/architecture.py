@@ -215,12 +215,15 @@ def _checkpoint_dtype(raw: dict, text: dict) -> tuple[str, list[str]]:
     if not isinstance(quant, dict):
         raise UserError(f"field 'quantization_config' must be an object, got {quant!r}")
     method = str(quant.get("quant_method", "")).lower()
-    if method in ("fp8", "mxfp4"):
-        return method, [f"published checkpoint is {method} (quantization_config)"]
-    notes = []
     if method:
-        notes.append(f"quantization_config {method!r} describes one re-published checkpoint; weights default to"
-                     " the config dtype")
+        from .formats import checkpoint_format
+
+        fmt = checkpoint_format(quant)
+        if fmt is None:
+            return f"quantized:{method}", [f"quantization_config {method!r} is not modelled yet"]
+        return fmt.id, [f"published checkpoint is {fmt.id} ({method} quantization_config: {fmt.bits:.3f} bits per "
+                        "weight, scales included)"]
+    notes = []
     dtype = raw.get("torch_dtype") or raw.get("dtype") or text.get("torch_dtype") or text.get("dtype")
     if dtype is not None and not isinstance(dtype, str):
         raise UserError(f"field 'torch_dtype' must be a string such as \"bfloat16\", got {dtype!r}")
@@ -254,7 +257,13 @@ def spec_from_config(raw: dict, model_id: str, origin: str = "config.json") -> M
         raise UserError(f"{origin}: model_type {model_type!r}{_not_a_decoder(raw)} is not supported yet; "
                         f"supported: {', '.join(SUPPORTED)}")
     reader = _READERS.get(model_type, _read_llama_like)
-    return check_spec(reader(cfg, model_id, dtype, notes))
+    spec = check_spec(reader(cfg, model_id, dtype, notes))
+    quant = raw.get("quantization_config")
+    if quant:
+        from .formats import checkpoint_format
+
+        spec = replace(spec, file_format=checkpoint_format(quant))
+    return spec
 
 
 ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "deberta", "deberta-v2", "distilbert", "electra", "albert",

@@ -320,6 +320,9 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     check_tp(spec, tp)
     check_pp(spec, pp)
     hw = load_hardware(hardware)
+    if not weights and spec.checkpoint_dtype.startswith("quantized:"):
+        raise UserError(f"{spec.id}'s checkpoint is quantised with {spec.checkpoint_dtype.split(':', 1)[1]}, which is "
+                        "not modelled yet; say what its weights are with --weights (e.g. int4-gptq, fp8)")
     fmt = load_format(weights) if weights else spec.file_format or load_format(spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,

@@ -156,3 +156,48 @@ def kv_bits(name: str) -> float:
     if key not in KV_FORMATS:
         raise UserError(f"unknown KV-cache format {name!r}{closest(key, KV_FORMATS)}; known: {', '.join(KV_FORMATS)}")
     return KV_FORMATS[key]
+
+
+def _grouped(fid: str, bits: int, group: int, source: str) -> WeightFormat:
+    """Integer weights in groups with an fp16 scale and a `bits`-bit zero per group (GPTQ, AWQ, w4a16)."""
+    per = bits + (16 + bits) / group if group > 0 else bits
+    return WeightFormat(fid, per, "fp16", 16, 16, 16, keeps=_HF, source=source)
+
+
+def checkpoint_format(quant: dict) -> WeightFormat | None:
+    """The weights a config's quantization_config describes (transformers' quantizers), or None where the method
+    is not modelled. Bits count the scales and zeros each group carries."""
+    method = str(quant.get("quant_method", "")).lower()
+    if method in ("fp8", "mxfp4", "fbgemm_fp8"):
+        return FORMATS["fp8" if method == "fbgemm_fp8" else method]
+    if method in ("gptq", "awq"):
+        bits, group = int(quant.get("bits", 4)), int(quant.get("group_size", 128) or -1)
+        if bits == 4 and group == 128:
+            return FORMATS[f"int4-{method}"]
+        return _grouped(f"{method}-{bits}bit-g{group}", bits, group, f"{method.upper()}: {bits}-bit, group {group}, "
+                        f"fp16 scale and {bits}-bit zero per group")
+    if method == "bitsandbytes":
+        if quant.get("load_in_8bit"):
+            return FORMATS["int8"]
+        if quant.get("load_in_4bit"):
+            double = bool(quant.get("bnb_4bit_use_double_quant"))
+            # NF4/FP4 blocks of 64 with an fp32 absmax, or (double quantisation) an 8-bit absmax per block and an
+            # fp32 scale per 256 blocks (Dettmers et al. 2023, QLoRA, section 3)
+            bits = 4 + (8 / 64 + 32 / (64 * 256) if double else 32 / 64)
+            return WeightFormat("bnb-4bit", bits, "fp16", 16, 16, 16, keeps=_HF,
+                                source="bitsandbytes 4-bit: blocks of 64 (QLoRA, Dettmers et al. 2023)")
+    if method == "compressed-tensors":
+        groups = [g for g in (quant.get("config_groups") or {}).values() if isinstance(g, dict)]
+        weights = [g.get("weights") or {} for g in groups]
+        if quant.get("format") == "nvfp4-pack-quantized":
+            return FORMATS["nvfp4"]
+        if weights and all(isinstance(w, dict) for w in weights):
+            w = weights[0]
+            bits, kind = int(w.get("num_bits", 0)), str(w.get("type", ""))
+            if kind == "float" and bits == 8:
+                return FORMATS["fp8"]
+            if kind == "int" and bits in (4, 8):
+                group = int(w.get("group_size") or -1)
+                return _grouped(f"w{bits}a16-g{group}", bits, group, "compressed-tensors: integer weights, fp16 "
+                                "scale per group") if bits == 4 or group > 0 else FORMATS["int8"]
+    return None
