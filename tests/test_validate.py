@@ -155,8 +155,9 @@ def test_predict_with_engine_profile_and_range():
 
 
 def synthetic_row(engine: str, model: str, hid: str, bandwidth: str, **cells) -> dict:
-    """A row of a synthetic engine (its own source) on a catalog device; decode of one token unless told."""
-    return {**GOOD, "source": f"{engine} README", "engine": engine, "model": model, "hardware_id": hid,
+    """A row of a synthetic engine on a catalog device (a source per engine and model: a level informed by one
+    source is shrunk toward its parent); decode of one token unless told."""
+    return {**GOOD, "source": f"{engine}/{model} README", "engine": engine, "model": model, "hardware_id": hid,
             "bandwidth_gbps": bandwidth, "fp16_tflops": "", "memory_gb": "80", "gen_tokens": "1", **cells}
 
 
@@ -316,3 +317,19 @@ def test_row_devices_without_a_record_are_classed_by_name(name, category):
     from llm_roofline.validate import row_hardware
 
     assert row_hardware(_row(name)).category == category
+
+
+def test_a_level_informed_by_one_source_is_shrunk_toward_its_parent(tmp_path):
+    """Engine solo (one source) runs at 50% of bandwidth, engine many (two sources) at 90%: many keeps its fit;
+    solo keeps half of its departure from the default, geometrically: sqrt(default x 0.5)."""
+    devices = [("nvidia-rtx-4090", "1008"), ("nvidia-a100-sxm4-80gb", "2039"), ("nvidia-l40s", "864"),
+               ("nvidia-h100-sxm5-80gb", "3350"), ("nvidia-rtx-3090", "936.2")]
+    rows = [synthetic_row("many", model, hid, bw, weights="f16") for model in ("llama-2-7b", "llama-2-13b")
+            for hid, bw in devices]
+    rows += [{**synthetic_row("solo", model, hid, bw, weights="f16"), "source": "solo README"}
+             for model in ("llama-2-7b", "llama-2-13b") for hid, bw in devices]
+    efficiency = {"many": 0.9, "solo": 0.5}
+    profiles = fit_synthetic(tmp_path, rows, lambda row, m, ceiling, hbm: ceiling * efficiency[row["engine"]])
+    assert profiles["many"].bandwidth_efficiency == pytest.approx(0.9, abs=0.03)
+    expected = (profiles["default"].bandwidth_efficiency * 0.5) ** 0.5
+    assert profiles["solo"].bandwidth_efficiency == pytest.approx(expected, abs=0.03)
