@@ -226,3 +226,25 @@ def test_bad_files(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([1, 2]))
     with pytest.raises(UserError, match="JSON object"):
         load_model(tmp_path / "list.json")
+
+
+def test_a_model_in_the_local_hub_cache_is_found(tmp_path, monkeypatch):
+    import json
+
+    snap = tmp_path / "models--acme--tiny-7b" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps(TINY))
+    (tmp_path / "models--acme--tiny-7b" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny-7b" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    spec = load_model("acme/tiny-7b")
+    assert spec.hidden_size == TINY["hidden_size"] and "local Hugging Face cache" in spec.source
+    with pytest.raises(UserError, match="unknown model"):
+        load_model("acme/not-cached")
+
+
+def test_instruct_tunes_have_their_base_architecture():
+    base = load_model("meta-llama/Llama-3.1-8B")
+    tuned = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    assert tuned.layers == base.layers and tuned.hidden_size == base.hidden_size
+    assert any("the same shapes, other weights" in n for n in tuned.notes)

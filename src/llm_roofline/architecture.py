@@ -606,10 +606,68 @@ def load_model(name: str | Path | ModelSpec) -> ModelSpec:
     names = _catalog_aliases()
     key = text.lower()
     mid = names.get(key) or names.get(catalog.normalize_name(text))
+    if mid is None and "/" in text:
+        cached = _hub_cache_config(text)
+        if cached is not None:
+            return _from_file(cached, text.split("/")[-1], origin=f"{text} (local Hugging Face cache: {cached})")
+        base = _base_variant(key, names)  # an instruct / chat tune has its base model's architecture
+        if base is not None:
+            spec = _catalog_model(base)
+            return replace(spec, notes=spec.notes + (f"{text}: the architecture of {base} (the same shapes, other weights)",))
     if mid is None:
         raise UserError(f"unknown model {text!r}{closest(catalog.normalize_name(text), names)}; "
                         "`llm-roofline models list` shows the catalog, or pass a path to a config.json")
     return _catalog_model(mid)
+
+
+TUNE_SUFFIXES = ("-instruct", "-chat", "-it", "-base", "-hf")
+# Published checkpoints whose config.json has the shapes of a catalog model (post-trained from it or released as
+# a variant of it), by their model cards
+SAME_ARCHITECTURE = {
+    "deepseek-ai/deepseek-r1": "deepseek-v3", "deepseek-ai/deepseek-r1-0528": "deepseek-v3",
+    "deepseek-ai/deepseek-v3-0324": "deepseek-v3", "deepseek-ai/deepseek-v3-base": "deepseek-v3",
+    "deepseek-ai/deepseek-v3.1": "deepseek-v3",
+    "qwen/qwen2.5-coder-7b": "qwen2.5-7b", "qwen/qwen2.5-coder-14b": "qwen2.5-14b",
+    "qwen/qwen2.5-coder-32b": "qwen2.5-32b",
+}
+
+
+def _base_variant(repo: str, names: dict[str, str]) -> str | None:
+    """meta-llama/Llama-3.1-8B-Instruct -> the catalog's meta-llama/Llama-3.1-8B (same shapes, other weights),
+    and the other way round; the checkpoints of SAME_ARCHITECTURE."""
+    stems = [repo]
+    for suffix in TUNE_SUFFIXES:
+        if repo.endswith(suffix):
+            stems.append(repo[: -len(suffix)])
+    for stem in stems:
+        for candidate in (stem, *(stem + s for s in TUNE_SUFFIXES)):
+            if candidate in SAME_ARCHITECTURE:
+                return SAME_ARCHITECTURE[candidate]
+            if candidate != repo and candidate in names:
+                return names[candidate]
+    return None
+
+
+def _hub_cache_config(repo: str) -> Path | None:
+    """config.json of a model already in the local Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub or
+    ~/.cache/huggingface/hub; the snapshot refs/main points at, else the newest). Nothing is downloaded."""
+    import os
+
+    roots = [os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME") and Path(os.environ["HF_HOME"]) / "hub",
+             Path.home() / ".cache" / "huggingface" / "hub"]
+    folder = "models--" + repo.strip("/").replace("/", "--")
+    for root in (Path(r) for r in roots if r):
+        snapshots = root / folder / "snapshots"
+        if not snapshots.is_dir():
+            continue
+        ref = root / folder / "refs" / "main"
+        revision = ref.read_text().strip() if ref.is_file() else None
+        candidates = [snapshots / revision] if revision else []
+        candidates += sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        for snap in candidates:
+            if (snap / "config.json").is_file():
+                return snap / "config.json"
+    return None
 
 
 @cache
