@@ -118,3 +118,15 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "llm_roofline.cli", "predict", "nope"], capture_output=True,
                             text=True)
     assert result.returncode == 2 and result.stderr.startswith("llm-roofline: error:")
+
+
+def test_version_and_flags_without_a_bool_metavar(capsys):
+    import llm_roofline
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"llm-roofline {llm_roofline.__version__}"
+    for command in ("predict", "compare", "sweep", "plan"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0
+        flag_lines = [line for line in out.splitlines() if "--json" in line or "--explain" in line]
+        assert flag_lines and not any("<bool>" in line for line in flag_lines), command

@@ -10,14 +10,28 @@ import typer
 
 from .errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="How fast will model M run on hardware H, and why: a bandwidth-first roofline.")
 hardware_app = typer.Typer(no_args_is_help=True, help="The device catalog.")
 models_app = typer.Typer(no_args_is_help=True, help="The model catalog.")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 
-from .cli_common import DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split  # noqa: E402
+from .cli_common import Flag, DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split  # noqa: E402
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"llm-roofline {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, Flag("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """How fast will model M run on hardware H, and why: a bandwidth-first roofline."""
 
 
 # ------------------------------------------------------------------------------------------------------ predict
@@ -46,7 +60,7 @@ def predict(
     = None,
     compute_efficiency: Annotated[Optional[float], typer.Option(help="Achievable fraction of peak FLOPS.")] = None,
     step_overhead_us: Annotated[Optional[float], typer.Option(help="Fixed cost per forward step, µs.")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Show the chain behind each figure.")] = False,
+    explain: Annotated[bool, Flag("--explain", help="Show the chain behind each figure.")] = False,
     plot: Annotated[Optional[str], typer.Option(help="Write the roofline chart to FILE.png|svg|pdf.")] = None,
     draft: Annotated[Optional[str], typer.Option(help="Speculative decoding: the draft model (catalog id or "
                                                  "config), or ngram for prompt-lookup drafts that cost no step.")]
@@ -185,7 +199,7 @@ def compare(
     engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
     sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
     csv: Annotated[Optional[str], typer.Option("--csv", help="Also write the table to FILE.csv.")] = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
+    markdown: Annotated[bool, Flag("--markdown", help="Print the table as Markdown.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Several devices, formats and/or models side by side, one table, fastest first."""
@@ -263,7 +277,7 @@ def _check_out(path: str | None, option: str = "--out") -> None:
 @app.command()
 def measure(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    quick: Annotated[bool, typer.Option("--quick", help="Fewer sizes and repeats: under a minute on 2 cores.")]
+    quick: Annotated[bool, Flag("--quick", help="Fewer sizes and repeats: under a minute on 2 cores.")]
     = False,
     out: Annotated[Optional[str], typer.Option(help="Write the profile to PROFILE.json.")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Write the measured roofline to FILE.png|svg|pdf.")] = None,
@@ -400,11 +414,11 @@ def validate(
     = [],  # noqa: B006
     by: Annotated[Optional[str], typer.Option(help="Also summarise by engine, metric, hardware, weights or source.")]
     = None,
-    loso: Annotated[bool, typer.Option("--loso", help="Estimate each row with profiles fitted without its source "
+    loso: Annotated[bool, Flag("--loso", help="Estimate each row with profiles fitted without its source "
                                                       "(slow: refits per source).")] = False,
     profiles: Annotated[Optional[str], typer.Option(help="Engine-profile JSON from `calibrate`.")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Write estimate-vs-measured to FILE.png|svg|pdf.")] = None,
-    rows: Annotated[bool, typer.Option("--rows", help="List every row, not only the summary.")] = False,
+    rows: Annotated[bool, Flag("--rows", help="List every row, not only the summary.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict public measurements row by row: error per metric, ceiling violations, rows that could not be predicted."""

@@ -10,8 +10,13 @@ import typer
 
 from .errors import UserError
 
+def Flag(*decls, **kw):
+    """A boolean option: shown as a bare flag in --help (no <bool> to fill in)."""
+    return typer.Option(*decls, metavar="", **kw)
+
+
 DEFAULT_HARDWARE = "h100"
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonOpt = Annotated[bool, Flag("--json", help="Machine-readable output.")]
 
 
 def _console():

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import JsonOpt, _console, _print_json, _split
+from .cli_common import Flag, JsonOpt, _console, _print_json, _split
 from .errors import UserError
 
 TABLE_ROWS = 20
@@ -55,7 +55,7 @@ def plan(
                                              "shipped public prices.")] = [],  # noqa: B006
     csv: Annotated[Optional[str], typer.Option("--csv", help="Write every feasible configuration to FILE.csv.")]
     = None,
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")] = False,
+    markdown: Annotated[bool, Flag("--markdown", help="Print the table as Markdown.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search device x count x tp/pp x format for the configurations that meet every target, cheapest first,
