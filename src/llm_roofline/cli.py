@@ -167,10 +167,12 @@ def _show_prediction(p, explain: bool) -> None:
 # ------------------------------------------------------------------------------------------------------ sweep
 
 from .cli_plan import plan as _plan  # noqa: E402
+from .cli_serve import serve_bench as _serve_bench  # noqa: E402
 from .cli_sweep import sweep as _sweep  # noqa: E402
 
 app.command(name="sweep")(_sweep)
 app.command(name="plan")(_plan)
+app.command(name="serve-bench")(_serve_bench)
 
 
 # ------------------------------------------------------------------------------------------------------ compare
