@@ -598,6 +598,10 @@ def load_model(name: str | Path | ModelSpec) -> ModelSpec:
         from .gguf_model import read_gguf
 
         return read_gguf(path)
+    if path.is_file() and (path.suffix.lower() == ".safetensors" or path.name.endswith(".safetensors.index.json")):
+        from .safetensors_model import read_safetensors
+
+        return read_safetensors(path)
     if path.is_file():
         return _from_file(path, path.parent.resolve().name if path.name == "config.json" else path.stem)
     if text.endswith(".json") or "/" in text and (text.startswith((".", "/", "~")) or path.parent.exists() and
