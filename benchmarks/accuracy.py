@@ -95,7 +95,7 @@ def main() -> None:
         "decode at `kv_depth`; no fp16 rate and no catalog record gives a ridge point of 160 FLOP/B (int8 four "
         "times that on NVIDIA cards); \"A100 80GB\" / \"H100 80GB\" / \"Tesla V100\" without form factor take "
         "the SXM figures; notes that say \"no NVLink\" put all-reduces on PCIe.",
-        "- The project's copy of the data gives 187 rows a `hardware_id`: 35 NVIDIA devices the shared catalog "
+        "- The project's copy of the data gives 187 rows a `hardware_id`: 35 NVIDIA devices the base device records "
         "lacked (GTX 1070 to RTX 5080, Quadro/RTX A-series, A30, A40, L40, TITAN V/Xp, P40, P100) are added "
         "with sourced figures in `data/hardware-added.yaml` (docs/catalog.md). It also carries a `build_date` "
         "column, read from the date each source's text states (\"snapshots May 2024\" -> 2024-05); the llama.cpp "

@@ -1,4 +1,4 @@
-"""Data shipped with the package (built from the team's ../shared/data by scripts/sync_catalog.py)."""
+"""Data shipped with the package (rebuilt from the curated source data by scripts/sync_catalog.py)."""
 
 from __future__ import annotations
 
