@@ -293,7 +293,7 @@ def test_moe_ceiling_reads_the_fewest_experts_a_batch_can_touch():
 
     """Qwen3-30B-A3B: 48 layers of 128 experts, 8 per token, each 3 x 2048 x 768 weights. However 16 sequences
     route, each layer reads at least the 8 experts every token picks: the ceiling's weights are batch 1's. The
-    estimate reads the uniform-routing expectation, 128 (1 - (1 - 8/128)^16) = 79.6 experts per layer."""
+    estimate reads the uniform-routing expectation, 128 (1 - (1 - 8/128)^16) = 82.4 experts per layer."""
     one = lr.predict("qwen3-30b-a3b", "h100", batch=1)
     many = lr.predict("qwen3-30b-a3b", "h100", batch=16)
     per_expert = 3 * 2048 * 768 * 2  # bf16
@@ -308,3 +308,24 @@ def test_moe_ceiling_reads_the_fewest_experts_a_batch_can_touch():
     assert many.decode.ceiling_bytes_per_step < many.decode.bytes_per_step
     assert many.decode.estimate_high_tok_s <= many.decode.ceiling_tok_s
     assert any("fewest experts" in n for n in many.notes)
+
+
+def test_zipf_routing_skew():
+    """Skew 0 is uniform routing; a steep skew concentrates tokens on the k most popular experts; any skew leaves
+    the ceiling (the fewest experts) alone and never makes the estimate slower than uniform."""
+    import numpy as np
+
+    import llm_roofline as lr
+    from llm_roofline.step import _inclusion, expected_experts
+
+    assert expected_experts(128, 8, 16, 0.0) == pytest.approx(128 * (1 - (1 - 8 / 128) ** 16))
+    q = _inclusion(4, 2, 20.0)
+    assert q.sum() == pytest.approx(2) and q.max() <= 1 and q[:2] == pytest.approx([1, 1], abs=1e-3)
+    assert expected_experts(4, 2, np.array([1.0, 50.0]), 20.0) == pytest.approx([2, 2], abs=0.05)
+    uniform = lr.predict("qwen3-30b-a3b", "h100", batch=16)
+    skewed = lr.predict("qwen3-30b-a3b", "h100", batch=16, routing_skew=1.0)
+    assert skewed.decode.ceiling_tok_s == pytest.approx(uniform.decode.ceiling_tok_s, rel=1e-12)
+    assert uniform.decode.estimate_tok_s < skewed.decode.estimate_tok_s <= skewed.decode.ceiling_tok_s
+    assert any("Zipf-skewed routing" in n for n in skewed.notes)
+    with pytest.raises(UserError):
+        lr.predict("qwen3-30b-a3b", "h100", routing_skew=-1)

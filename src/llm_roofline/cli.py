@@ -68,6 +68,8 @@ def predict(
     draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Tokens drafted per round (k).")] = 4,
     acceptance: Annotated[Optional[float], typer.Option(help="Chance a drafted token is accepted (measured, e.g. "
                                                         "vLLM's spec-decode acceptance rate).")] = None,
+    routing_skew: Annotated[float, typer.Option("--routing-skew", help="MoE: Zipf exponent of expert popularity "
+                                                "for the estimate (0: uniform routing).")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode and prefill speed, memory fit and the per-operator roofline of MODEL on a device."""
@@ -80,7 +82,7 @@ def predict(
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
-            draft_tokens=draft_tokens, acceptance=acceptance)
+            draft_tokens=draft_tokens, acceptance=acceptance, routing_skew=routing_skew)
     if plot:
         from .plots import plot_roofline
 

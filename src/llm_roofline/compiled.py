@@ -102,12 +102,13 @@ class Compiled:
     """A model on a device in a format and layout, ready to evaluate: compile() builds it."""
 
     def __init__(self, spec: ModelSpec, hw: Hardware, fmt: WeightFormat, kv_name: str, tp: int, pp: int,
-                 engine: str | None, overrides: dict):
+                 engine: str | None, overrides: dict, routing_skew: float = 0.0):
         self.spec, self.hw, self.fmt, self.kv_name, self.tp, self.pp, self.engine = spec, hw, fmt, kv_name, tp, pp, \
             engine
         self.overrides = overrides
         self.kv_bits = kv_bits(kv_name)
-        shared = _device_free(spec, fmt, self.kv_bits, tp, pp)
+        self.routing_skew = routing_skew
+        shared = _device_free(spec, fmt, self.kv_bits, tp, pp, routing_skew)
         self.step, self.counts, self.weight_bytes_total = shared.step, shared.counts, shared.weight_bytes_total
         self.device = DeviceStep(self.step, hw)
         self.efficiency = self.efficiency_at(1)
@@ -183,9 +184,18 @@ class Compiled:
         if spec.max_position and depth + gen > spec.max_position:
             notes.append(f"context {depth + gen} exceeds the model's max_position_embeddings ({spec.max_position})")
         if spec.moe is not None:
-            notes.append(f"MoE: the ceiling reads the fewest experts a batch can touch ({spec.moe.top_k} of "
-                         f"{spec.moe.n_experts} per layer, every token routed alike), so no routing beats it; the "
-                         "estimate assumes uniform routing (E(1 - (1 - k/E)^tokens) distinct experts)")
+            from .step import expected_experts
+
+            moe, n = spec.moe, batch
+            routed = expected_experts(moe.n_experts, moe.top_k, n, self.routing_skew)
+            uniform = expected_experts(moe.n_experts, moe.top_k, n)
+            how = (f"Zipf-skewed routing (exponent {self.routing_skew:g}): {float(routed):.1f} distinct experts per "
+                   f"layer at batch {n} (uniform: {float(uniform):.1f})" if self.routing_skew else
+                   f"uniform routing ({float(uniform):.1f} distinct experts per layer at batch {n}; --routing-skew "
+                   "for a skewed one)")
+            notes.append(f"MoE: the ceiling reads the fewest experts a batch can touch ({moe.top_k} of "
+                         f"{moe.n_experts} per layer, every token routed alike), so no routing beats it; the "
+                         f"estimate assumes {how}")
         if self.pp > 1:
             notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate); bytes "
                          f"and the operator table are the whole model's, each stage reads 1/{self.pp} of them")
@@ -273,15 +283,17 @@ class _DeviceFree:
 _DEVICE_FREE: dict = {}
 
 
-def _device_free(spec: ModelSpec, fmt: WeightFormat, kv: float, tp: int, pp: int) -> _DeviceFree:
-    key = (id(spec), id(fmt), kv, tp, pp)
+def _device_free(spec: ModelSpec, fmt: WeightFormat, kv: float, tp: int, pp: int,
+                 routing_skew: float = 0.0) -> _DeviceFree:
+    key = (id(spec), id(fmt), kv, tp, pp, routing_skew)
     hit = _DEVICE_FREE.get(key)
     if hit is None:
         if len(_DEVICE_FREE) > 256:
             _DEVICE_FREE.clear()
         footprint = Footprint(spec, fmt, kv, 0.0, pp)
         whole = footprint if pp == 1 else Footprint(spec, fmt, kv, 0.0)
-        hit = _DEVICE_FREE[key] = _DeviceFree(spec, fmt, CompiledStep(spec, fmt, kv, tp, pp), param_counts(spec),
+        hit = _DEVICE_FREE[key] = _DeviceFree(spec, fmt, CompiledStep(spec, fmt, kv, tp, pp, routing_skew),
+                                              param_counts(spec),
                                               footprint, float(whole.weights(1)))
     return hit
 
@@ -300,7 +312,7 @@ def _key(value):
 def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, weights: str | WeightFormat | None = None,
             kv_cache: str | None = None, tp: int = 1, pp: int = 1, engine: str | None = None,
             bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
-            step_overhead_us: float | None = None) -> Compiled:
+            step_overhead_us: float | None = None, routing_skew: float = 0.0) -> Compiled:
     """`model` on `hardware` in `weights` (default: the checkpoint's dtype) with a `kv_cache` format (default
     f16, or the weights' float type), tp-way tensor parallel in each of pp pipeline stages, timed with `engine`'s
     fitted profile (else the device-class defaults). The same arguments return the same object (cached)."""
@@ -311,8 +323,10 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     for name, value in (("weights", weights), ("kv_cache", kv_cache), ("engine", engine)):
         if isinstance(value, str) and not value.strip():
             raise UserError(f"{name} is empty; leave it out for the default, or name one")
+    if not (isinstance(routing_skew, (int, float)) and math.isfinite(routing_skew) and 0 <= routing_skew <= 5):
+        raise UserError(f"routing_skew must be a Zipf exponent in [0, 5] (0: uniform routing), got {routing_skew!r}")
     key = (_key(model), _key(hardware), weights if isinstance(weights, (str, type(None))) else None, kv_cache, tp,
-           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us)
+           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us, routing_skew)
     cacheable = key[0] is not None and key[1] is not None and (weights is None or isinstance(weights, str))
     if cacheable and key in _CACHE:
         return _CACHE[key]
@@ -327,7 +341,7 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                      step_overhead_us=step_overhead_us)
-    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides)
+    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew)
     if cacheable:
         if len(_CACHE) > 256:
             _CACHE.clear()

@@ -41,6 +41,7 @@ def predict(
     draft: str | Path | ModelSpec | None = None,
     draft_tokens: int = 4,
     acceptance: float | None = None,
+    routing_skew: float = 0.0,
 ) -> Prediction:
     """Decode and prefill speed, memory fit and the per-operator roofline of `model` on `hardware`.
 
@@ -50,14 +51,15 @@ def predict(
     range; without it the device-class defaults apply. tp: tensor-parallel devices per stage; pp: pipeline
     stages (layer split, llama.cpp's default over several GPUs). draft (a model, or "ngram" for prompt-lookup
     drafts that cost no model step), draft_tokens and acceptance (per drafted token) add speculative decoding
-    (speculative.py) beside the plain figures."""
+    (speculative.py) beside the plain figures. routing_skew: a Zipf exponent for the estimate's MoE routing
+    (0: uniform); the ceiling always assumes the fewest experts."""
     from .speculative import check_speculative
 
     check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
     check_speculative(draft, draft_tokens, acceptance)
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
-                       step_overhead_us=step_overhead_us)
+                       step_overhead_us=step_overhead_us, routing_skew=routing_skew)
     p = compiled.predict(batch, prompt, context, gen)
     if draft is None:
         return p

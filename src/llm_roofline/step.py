@@ -52,9 +52,29 @@ def group_bits(group: WeightGroup, spec: ModelSpec, fmt: WeightFormat) -> float:
     return fmt.bits
 
 
-def expected_experts(n_experts: int, top_k: int, tokens):
-    """Distinct experts touched when `tokens` tokens each pick top_k of n_experts uniformly."""
-    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
+def expected_experts(n_experts: int, top_k: int, tokens, skew: float = 0.0):
+    """Distinct experts touched when `tokens` tokens each pick top_k of n_experts: uniformly (skew 0), or with
+    expert i's popularity falling as i^-skew (Zipf), each token including expert i with probability
+    q_i = min(1, k p_i) rescaled to sum to k: then sum_i 1 - (1 - q_i)^tokens."""
+    if not skew:
+        return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
+    q = _inclusion(n_experts, top_k, skew)
+    t = np.asarray(tokens, dtype=float)
+    return (1.0 - (1.0 - q[:, None]) ** t.reshape(1, -1)).sum(0).reshape(t.shape)
+
+
+def _inclusion(n_experts: int, top_k: int, skew: float) -> np.ndarray:
+    """Per-token inclusion probabilities of Zipf-popular experts, each at most 1, summing to top_k."""
+    p = np.arange(1, n_experts + 1, dtype=float) ** -skew
+    q = top_k * p / p.sum()
+    for _ in range(n_experts):  # cap at 1 and hand the excess to the rest in proportion
+        over = q > 1
+        if not over.any():
+            break
+        q[over] = 1.0
+        rest = ~over
+        q[rest] *= (top_k - over.sum()) / q[rest].sum()
+    return q
 
 
 def attended_keys(context, new_tokens, window: int | None):
@@ -252,8 +272,10 @@ class CompiledStep:
     """The step of `spec` in format `fmt`, KV cache at `kv_bits`, tp-way tensor parallel within each of pp
     pipeline stages; evaluate() gives every group's quantities for arrays of (B, T, D)."""
 
-    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, tp: int = 1, pp: int = 1):
+    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, tp: int = 1, pp: int = 1,
+                 routing_skew: float = 0.0):
         self.spec, self.fmt, self.kv_bits, self.tp, self.pp = spec, fmt, kv_bits, tp, pp
+        self.routing_skew = routing_skew  # the estimate's routing (0: uniform); the ceiling's is the fewest experts
         self.windows = sorted({layer.window for layer, _ in spec.layer_kinds if layer.attention != "linear"},
                               key=lambda w: -1 if w is None else w)
         basis = ["one", "tokens", "sequences"] + [f"{kind}:{w}" for w in self.windows for kind in ("keys", "cached")]
@@ -344,7 +366,7 @@ class CompiledStep:
             out[i + 1] = b * (d if w is None else np.minimum(d, w))
             i += 2
         if self.spec.moe is not None:
-            out[i] = expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, out[1])
+            out[i] = expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, out[1], self.routing_skew)
         return out
 
     def evaluate(self, batch, new_tokens, depth, decode: bool = False) -> StepValues:
