@@ -170,21 +170,23 @@ def added_hardware() -> tuple[list[dict], dict[str, str], dict[str, dict]]:
             extra[rec["extends"]] = {k: v for k, v in rec.items() if k != "extends"}
             continue
         hid = rec.get("same_as") or rec["id"]
-        ids.update({name: hid for name in rec["measured_as"]})
+        ids.update({name: hid for name in rec.get("measured_as", [])})
         if "same_as" in rec:
             continue
+        nvidia = rec.get("vendor", "NVIDIA") == "NVIDIA"
+        how = ("peaks are SMs x boost clock x the architecture's per-SM rate. " if nvidia and rec.get("sm_count")
+               else "")
         records.append({
-            "id": rec["id"], "name": rec["name"], "vendor": "NVIDIA", "category": rec["category"],
-            "aliases": short_names(rec["id"]),
+            "id": rec["id"], "name": rec["name"], "vendor": rec.get("vendor", "NVIDIA"), "category": rec["category"],
+            "aliases": rec.get("aliases") or short_names(rec["id"]),
             "memory_gb": rec["memory_gb"], "memory_type": rec["memory_type"], "bandwidth_gbps": rec["bandwidth_gbps"],
-            "sm_count": rec["sm_count"], "boost_clock_mhz": rec["boost_clock_mhz"],
-            "compute_capability": rec["compute_capability"],
+            "sm_count": rec.get("sm_count"), "boost_clock_mhz": rec.get("boost_clock_mhz"),
+            "compute_capability": rec.get("compute_capability"),
             "peak_tflops": {k: rec["peak_tflops"].get(k) for k in PEAK_FIELDS},
             "link_gbps_bidir": None, "link_name": None, "pcie_gbps_bidir": None, "tdp_w": None,
-            "launch_year": rec["launch_year"], "sources": ADDED_SOURCES,
-            "notes": ("Added by the project (data/hardware-added.yaml): peaks are SMs x boost clock x the "
-                      "architecture's per-SM rate. " + rec.get("notes", "")).strip(),
-            "confidence": "medium",
+            "launch_year": rec["launch_year"], "sources": rec.get("sources") or ADDED_SOURCES,
+            "notes": ("Added by the project (data/hardware-added.yaml): " + how + rec.get("notes", "")).strip(),
+            "confidence": rec.get("confidence", "medium"),
         })
     return records, ids, extra
 
