@@ -154,6 +154,14 @@ DEFAULTS: dict[str, dict] = {
             "max_position_embeddings": 2048},
     "falcon": {"tie_word_embeddings": True, "bias": False, "parallel_attn": True, "multi_query": True,
                "new_decoder_architecture": False, "max_position_embeddings": 2048},
+    # 2025 decoders whose operators the Llama-style reader models (transformers' config classes give the keys)
+    "smollm3": {"tie_word_embeddings": True},  # NoPE layers change no weight
+    "olmo3": {"tie_word_embeddings": False},  # OLMo 2's layout, sliding / full layers from layer_types
+    "exaone4": {"tie_word_embeddings": False},  # post-norms and per-head q/k norms, layer_types
+    "cohere2": {"tie_word_embeddings": True, "use_qk_norm": False},  # one weight-only LayerNorm, parallel blocks
+    "glm4_moe": {"tie_word_embeddings": False, "first_k_dense_replace": 1, "n_shared_experts": 1,
+                 "attention_bias": False, "use_qk_norm": False},
+    "granitemoe": {"tie_word_embeddings": True},  # Mixtral-style experts; multipliers change no weight
 }
 SUPPORTED = sorted(DEFAULTS)
 # Physical bounds on what a config may say. Every size field is at most MAX_SIZE (the widest real tensors are
@@ -406,9 +414,17 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
     windows = _windows(cfg, n_layers)
     moe = None
     mlp = ["dense"] * n_layers
-    if mt == "mixtral":
+    if mt in ("mixtral", "granitemoe"):
         moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
         mlp = ["moe"] * n_layers
+    elif mt == "glm4_moe":  # DeepSeek-V3's routing (a score-correction bias per expert) without MLA
+        moe = MoESpec(cfg.int("n_routed_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
+                      n_shared=cfg.optional_int("n_shared_experts", minimum=0) or 0,
+                      shared_intermediate=cfg.int("moe_intermediate_size"), router_bias=True)
+        first_dense = cfg.int("first_k_dense_replace", minimum=0)
+        mlp = ["moe" if i >= first_dense else "dense" for i in range(n_layers)]
+        if cfg.get("num_nextn_predict_layers"):
+            notes.append("multi-token-prediction (MTP) layer not modelled: it is not used in plain decoding")
     elif mt in ("qwen3_moe", "qwen2_moe"):
         shared = cfg.optional_int("shared_expert_intermediate_size", minimum=0) or 0
         moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
@@ -425,10 +441,13 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
     kw: dict = {}
     if mt in ("gemma2", "gemma3_text"):
         kw["norms_per_layer"] = 4
-    if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
+    if mt in ("qwen3", "qwen3_moe", "gemma3_text", "exaone4") or mt in ("glm4_moe", "cohere2") and \
+            cfg.flag("use_qk_norm"):
         kw["qk_norm"] = "head"
-    if mt == "olmo2":
+    if mt in ("olmo2", "olmo3"):
         kw["qk_norm"] = "full"
+    if mt == "cohere2":
+        kw["norms_per_layer"] = 1  # one LayerNorm (weight only) feeds attention and MLP in parallel
     if mt in ("qwen2", "qwen2_moe"):
         kw["attn_bias"] = True
     elif cfg.flag("attention_bias"):

@@ -1,0 +1,55 @@
+"""Decoders released in 2025, against transformers' own model of each config built on the meta device (no
+weights, no remote code): parameter counts within 0.1%; KV bytes per token worked out by hand."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from llm_roofline.architecture import param_counts, spec_from_config  # noqa: E402
+from llm_roofline.memory import kv_cache_bytes  # noqa: E402
+
+GLM_45_AIR = dict(hidden_size=4096, num_hidden_layers=46, num_attention_heads=96, num_key_value_heads=8,
+                  head_dim=128, intermediate_size=10944, moe_intermediate_size=1408, n_routed_experts=128,
+                  n_shared_experts=1, num_experts_per_tok=8, first_k_dense_replace=1, vocab_size=151552,
+                  attention_bias=True, partial_rotary_factor=0.5, num_nextn_predict_layers=1,
+                  tie_word_embeddings=False)  # zai-org/GLM-4.5-Air config.json
+
+
+def meta_params(cfg) -> int:
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("model_type,overrides", [
+    ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
+    ("glm4_moe", GLM_45_AIR),
+])
+def test_parameters_match_transformers_meta_model(model_type, overrides):
+    cfg = transformers.AutoConfig.for_model(model_type, **overrides)
+    spec = spec_from_config(cfg.to_dict(), model_type)
+    assert param_counts(spec).total == pytest.approx(meta_params(cfg), rel=1e-3)
+
+
+def test_cohere2_sliding_layers_keep_their_window():
+    """Command R7B's pattern: every 4th layer attends to the whole context, the others to a 4096-token window.
+    At 128k tokens the cache is (full layers x 131072 + sliding layers x 4096) x 2 (K, V) x KV heads x head_dim
+    x 2 bytes."""
+    cfg = transformers.AutoConfig.for_model("cohere2", num_hidden_layers=32, hidden_size=4096,
+                                            num_attention_heads=32, num_key_value_heads=8, sliding_window=4096,
+                                            layer_types=["full_attention" if (i + 1) % 4 == 0 else
+                                                         "sliding_attention" for i in range(32)])
+    spec = spec_from_config(cfg.to_dict(), "command-r7b-like")
+    per_layer_token = 2 * 8 * 128 * 2
+    want = (8 * 131072 + 24 * 4096) * per_layer_token
+    assert kv_cache_bytes(spec, 16, 1, 131072) == pytest.approx(want)
+
+
+def test_glm4_moe_reads_its_routed_experts():
+    spec = spec_from_config(transformers.AutoConfig.for_model("glm4_moe", **GLM_45_AIR).to_dict(), "glm-4.5-air")
+    assert spec.moe.n_experts == 128 and spec.moe.top_k == 8 and spec.moe.n_shared == 1
+    assert [layer.mlp for layer in spec.layers[:2]] == ["dense", "moe"]
+    # active: everything but the 120 experts each MoE layer leaves unread
+    unread = 45 * 120 * 3 * 4096 * 1408
+    assert param_counts(spec).active == pytest.approx(param_counts(spec).total - unread, rel=1e-9)
