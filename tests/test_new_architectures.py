@@ -24,7 +24,7 @@ def meta_params(cfg) -> int:
 
 @pytest.mark.parametrize("model_type,overrides", [
     ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
-    ("glm4_moe", GLM_45_AIR),
+    ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
     cfg = transformers.AutoConfig.for_model(model_type, **overrides)
@@ -53,3 +53,12 @@ def test_glm4_moe_reads_its_routed_experts():
     # active: everything but the 120 experts each MoE layer leaves unread
     unread = 45 * 120 * 3 * 4096 * 1408
     assert param_counts(spec).active == pytest.approx(param_counts(spec).total - unread, rel=1e-9)
+
+
+def test_qwen3_next_caches_only_its_full_attention_layers():
+    """Qwen3-Next-80B-A3B: 36 Gated DeltaNet layers hold a fixed state; the 12 full-attention layers cache
+    2 KV heads x 256 x (K, V) x 2 bytes per token each."""
+    spec = spec_from_config(transformers.AutoConfig.for_model("qwen3_next").to_dict(), "qwen3-next")
+    assert sum(layer.attention == "linear" for layer in spec.layers) == 36 and spec.moe.n_experts == 512
+    per_token = kv_cache_bytes(spec, 16, 1, 10001) - kv_cache_bytes(spec, 16, 1, 10000)
+    assert per_token == pytest.approx(12 * 2 * 256 * 2 * 2)

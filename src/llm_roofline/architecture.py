@@ -162,6 +162,9 @@ DEFAULTS: dict[str, dict] = {
     "glm4_moe": {"tie_word_embeddings": False, "first_k_dense_replace": 1, "n_shared_experts": 1,
                  "attention_bias": False, "use_qk_norm": False},
     "granitemoe": {"tie_word_embeddings": True},  # Mixtral-style experts; multipliers change no weight
+    "qwen3_next": {"tie_word_embeddings": False, "attn_output_gate": True, "decoder_sparse_step": 1},
+    "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
+                     "moe_num_shared_experts": 0},
 }
 SUPPORTED = sorted(DEFAULTS)
 # Physical bounds on what a config may say. Every size field is at most MAX_SIZE (the widest real tensors are
@@ -417,6 +420,15 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
     if mt in ("mixtral", "granitemoe"):
         moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
         mlp = ["moe"] * n_layers
+    elif mt == "ernie4_5_moe":
+        shared = cfg.optional_int("moe_num_shared_experts", minimum=0) or 0
+        moe = MoESpec(cfg.int("moe_num_experts"), cfg.int("moe_k"), cfg.int("moe_intermediate_size"),
+                      n_shared=1 if shared else 0, shared_intermediate=shared * cfg.int("moe_intermediate_size"),
+                      router_bias=True)  # moe_statics: a score-correction bias per expert
+        start, interval = cfg.int("moe_layer_start_index", minimum=0), cfg.int("moe_layer_interval")
+        end = cfg.optional_int("moe_layer_end_index", minimum=0)
+        end = n_layers - 1 if end is None else end
+        mlp = ["moe" if start <= i <= end and (i - start) % interval == 0 else "dense" for i in range(n_layers)]
     elif mt == "glm4_moe":  # DeepSeek-V3's routing (a score-correction bias per expert) without MLA
         moe = MoESpec(cfg.int("n_routed_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
                       n_shared=cfg.optional_int("n_shared_experts", minimum=0) or 0,
@@ -523,11 +535,18 @@ def _read_qwen3_5(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> 
     _check_layer_types(cfg, types, n_layers, ("full_attention", "linear_attention"))
     intermediate = cfg.int("intermediate_size")
     gate = cfg.flag("attn_output_gate")
+    moe, mlp = None, ["dense"] * n_layers
+    if cfg.get("num_experts"):  # Qwen3-Next: every layer routed (decoder_sparse_step), a gated shared expert
+        shared = cfg.optional_int("shared_expert_intermediate_size", minimum=0) or 0
+        moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
+                      n_shared=1 if shared else 0, shared_intermediate=shared)
+        step, dense_only = cfg.int("decoder_sparse_step"), set(cfg.get("mlp_only_layers", default=[]) or [])
+        mlp = ["moe" if (i + 1) % step == 0 and i not in dense_only else "dense" for i in range(n_layers)]
     layers = [LayerSpec("linear" if t == "linear_attention" else "gqa", heads, kv, head_dim, q_gate=gate,
-                        intermediate=intermediate) for t in types]
-    if cfg.get("mtp_num_hidden_layers"):
+                        intermediate=intermediate, mlp=m) for t, m in zip(types, mlp)]
+    if cfg.get("mtp_num_hidden_layers") or cfg.get("num_nextn_predict_layers"):
         notes.append("multi-token-prediction (MTP) layer not modelled: it is not used in plain decoding")
-    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head")
+    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head", moe=moe)
 
 
 def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
@@ -581,6 +600,7 @@ _READERS = {
     "gpt_oss": _read_gpt_oss,
     "gemma4_text": _read_gemma4,
     "qwen3_5_text": _read_qwen3_5,
+    "qwen3_next": _read_qwen3_5,
     "gpt2": _read_gpt2,
     "gptj": _read_gpt2,
     "opt": _read_opt,
