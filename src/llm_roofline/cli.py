@@ -177,6 +177,25 @@ app.command(name="plan")(_plan)
 app.command(name="serve-bench")(_serve_bench)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """The web calculator and its JSON API (/api/predict, /api/compare, /api/sweep) on a local port."""
+    try:
+        import uvicorn
+
+        from .web.app import create_app
+    except ImportError:
+        raise UserError("the web calculator needs its extra: pip install 'llm-roofline[web]'") from None
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be 1..65535, got {port}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(f"llm-roofline: serving on {host}: reachable from other machines\n")
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
 # ------------------------------------------------------------------------------------------------------ compare
 
 
