@@ -130,3 +130,20 @@ def test_version_and_flags_without_a_bool_metavar(capsys):
         assert code == 0
         flag_lines = [line for line in out.splitlines() if "--json" in line or "--explain" in line]
         assert flag_lines and not any("<bool>" in line for line in flag_lines), command
+
+
+@pytest.mark.parametrize("args,has_chart", [
+    (["predict", "llama-3.1-8b", "-H", "4090"], True),
+    (["compare", "llama-3.1-8b", "-H", "h100,4090"], False),
+    (["sweep", "llama-3.1-8b", "-H", "h100", "--batch", "1-16"], True),
+    (["plan", "llama-3.1-8b", "-H", "h100", "--tpot-ms", "50"], False),
+])
+def test_html_reports_are_self_contained(capsys, tmp_path, args, has_chart):
+    path = tmp_path / "r.html"
+    code, out, err = run(capsys, *args, "--html", str(path))
+    assert code == 0, err
+    text = path.read_text()
+    assert text.startswith("<!doctype html>") and "<script" not in text and "src=\"http" not in text
+    assert "href=\"http" not in text and ("<svg" in text) == has_chart
+    code, _, err = run(capsys, *args, "--html", str(tmp_path / "r.txt"))
+    assert code == 2 and "--html" in err

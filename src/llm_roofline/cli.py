@@ -70,6 +70,8 @@ def predict(
                                                         "vLLM's spec-decode acceptance rate).")] = None,
     routing_skew: Annotated[float, typer.Option("--routing-skew", help="MoE: Zipf exponent of expert popularity "
                                                 "for the estimate (0: uniform routing).")] = 0.0,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
+                                                "FILE.html (inline charts, readable offline).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Decode and prefill speed, memory fit and the per-operator roofline of MODEL on a device."""
@@ -79,6 +81,10 @@ def predict(
         from .plots import check_plot_path
 
         check_plot_path(plot)
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
@@ -87,6 +93,8 @@ def predict(
         from .plots import plot_roofline
 
         plot_roofline(p, plot)
+    if html:
+        _prediction_html(p, html)
     if as_json:
         data = p.to_dict()
         if explain:
@@ -98,6 +106,32 @@ def predict(
     _show_prediction(p, explain)
     if plot:
         _console().print(f"roofline chart written to {plot}")
+
+
+def _prediction_html(p, path: str) -> None:
+    from .explain import explain as chain
+    from .plots import plot_roofline
+    from .report import svg_of, table, write_html
+
+    d, f, m = p.decode, p.prefill, p.memory
+    headline = table(["", "ceiling", "estimate", "range (p10-p90)"], [
+        ["decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}",
+         f"{d.estimate_low_tok_s:,.1f} - {d.estimate_high_tok_s:,.1f}"],
+        ["decode tok/s over the batch", f"{d.ceiling_throughput_tok_s:,.1f}", f"{d.estimate_throughput_tok_s:,.1f}", ""],
+        ["TPOT (ms)", f"{d.tpot_floor_ms:,.2f}", f"{d.tpot_ms:,.2f}", ""],
+        ["TTFT (ms)", f"{f.ttft_floor_ms:,.1f}", f"{f.ttft_ms:,.1f}", f"{f.ttft_low_ms:,.1f} - {f.ttft_high_ms:,.1f}"]])
+    ops = table(["phase", "operator", "n", "GFLOP", "weight MB", "KV MB", "ceil ms", "est ms", "bound"],
+                [[r.phase, r.name, r.count, f"{r.flops / 1e9:,.1f}", f"{r.weight_bytes / 1e6:,.0f}",
+                  f"{r.kv_bytes / 1e6:,.1f}", f"{r.ceiling_ms:,.3f}", f"{r.estimate_ms:,.3f}", r.bound]
+                 for r in p.operators])
+    w = p.workload
+    write_html(path, f"{p.model.id} ({w.weights}) on {p.hardware.name}", [
+        ("p", f"batch {w.batch}, prompt {w.prompt}, decode {w.gen} tokens from KV depth {w.context}, tp {w.tp}, "
+              f"pp {w.pp}"), ("html", headline),
+        ("p", f"memory per device {m.total_gb:,.1f} GB of {m.capacity_gb:,.0f} GiB: "
+              + ("fits" if m.fits else f"does not fit (needs {m.min_devices or '>4096'} devices)")),
+        ("h2", "Roofline"), ("html", svg_of(plot_roofline, p)), ("h2", "Operators"), ("html", ops),
+        ("h2", "The arithmetic"), ("pre", "\n".join(chain(p) + [f"note: {n}" for n in p.notes]))])
 
 
 def _show_prediction(p, explain: bool) -> None:
@@ -223,6 +257,8 @@ def compare(
     sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
     csv: Annotated[Optional[str], typer.Option("--csv", help="Also write the table to FILE.csv.")] = None,
     markdown: Annotated[bool, Flag("--markdown", help="Print the table as Markdown.")] = False,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
+                                                "FILE.html (inline charts, readable offline).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Several devices, formats and/or models side by side, one table, fastest first."""
@@ -237,6 +273,10 @@ def compare(
         from .files import check_output_path
 
         check_output_path(csv, "--csv", (".csv",))
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
     formats = _split(weights, "--weights") or [None]
     names, devices = _split(models, "MODELS"), _split(hardware, "--hardware")
     if not names:
@@ -265,6 +305,10 @@ def compare(
                          "throughput_tok_s": p.decode.estimate_throughput_tok_s, "ttft_ms": p.prefill.ttft_ms,
                          "tpot_ms": p.decode.tpot_ms, "bound": p.decode.bound, "memory_gb": p.memory.total_gb,
                          "fits": p.memory.fits, "min_devices": p.memory.min_devices} for p in results])
+    if html:
+        from .report import table, write_html
+
+        write_html(html, f"compare: batch {batch}, prompt {prompt}, gen {gen}", [("html", table(header, rows))])
     if as_json:
         _print_json([{k: v for k, v in p.to_dict().items() if k != "operators"} for p in results])
         return
@@ -442,6 +486,8 @@ def validate(
     profiles: Annotated[Optional[str], typer.Option(help="Engine-profile JSON from `calibrate`.")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Write estimate-vs-measured to FILE.png|svg|pdf.")] = None,
     rows: Annotated[bool, Flag("--rows", help="List every row, not only the summary.")] = False,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
+                                                "FILE.html (inline charts, readable offline).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict public measurements row by row: error per metric, ceiling violations, rows that could not be predicted."""
@@ -451,9 +497,27 @@ def validate(
         from .plots import check_plot_path
 
         check_plot_path(plot)
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
     report = run(data or None, by=by, loso=loso, profiles_path=profiles)
     if plot:
         plot_validation(report, plot)
+    if html:
+        from .report import svg_of, table, write_html
+
+        def summary_rows(summary):
+            return [[k, v.n, f"{v.median_abs_error_pct:.1f}", f"{v.p90_abs_error_pct:.1f}", f"{v.bias_pct:+.1f}",
+                     v.ceiling_violations] for k, v in summary.items()]
+
+        header = ["metric", "n", "median |err| %", "p90 |err| %", "bias %", "ceiling violations"]
+        blocks = [("p", f"{len(report.rows)} rows predicted, {len(report.skipped)} skipped; {report.method}"),
+                  ("html", table(header, summary_rows(report.summary)))]
+        for group, summary in sorted(report.groups.items()):
+            blocks += [("h2", f"{by} = {group}"), ("html", table(header, summary_rows(summary)))]
+        blocks += [("h2", "Estimate against measured"), ("html", svg_of(plot_validation, report))]
+        write_html(html, "validate: predictions against public measurements", blocks)
     if as_json:
         _print_json(report.to_dict())
         return

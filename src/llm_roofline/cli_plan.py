@@ -56,6 +56,8 @@ def plan(
     csv: Annotated[Optional[str], typer.Option("--csv", help="Write every feasible configuration to FILE.csv.")]
     = None,
     markdown: Annotated[bool, Flag("--markdown", help="Print the table as Markdown.")] = False,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
+                                                "FILE.html.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search device x count x tp/pp x format for the configurations that meet every target, cheapest first,
@@ -67,6 +69,10 @@ def plan(
         from .files import check_output_path
 
         check_output_path(csv, "--csv", (".csv",))
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
     result = run(model, devices, weights=_split(weights, "--weights") or None, prompt=prompt, gen=gen, rate=rate,
                  users=users, tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms, max_devices=max_devices,
@@ -90,6 +96,10 @@ def plan(
              "-" if c.cost_per_hour_usd is None else f"{c.cost_per_hour_usd:,.2f}",
              "-" if c.cost_per_mtok_usd is None else f"{c.cost_per_mtok_usd:,.2f}", c.binding)
             for c in result.configs[:TABLE_ROWS]]
+    if html:
+        from .report import table, write_html
+
+        write_html(html, title, [("html", table(header, rows))] + [("p", n) for n in result.notes])
     con = _console()
     if not rows:
         con.print(title, highlight=False)

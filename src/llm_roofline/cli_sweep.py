@@ -53,6 +53,8 @@ def sweep(
     plot: Annotated[Optional[str], typer.Option(help="Write the trade-off chart (tok/s per user against tok/s per "
                                                 "device, one Pareto line per device and format) to "
                                                 "FILE.png|svg|pdf.")] = None,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
+                                                "FILE.html (the trade-off chart inline).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every configuration's per-user tok/s, throughput per device, TTFT, TPOT, memory and fit, in one vectorised
@@ -69,6 +71,10 @@ def sweep(
         from .plots import check_plot_path
 
         check_plot_path(plot)
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
     formats = _split(weights, "--weights") or [None]
     batches = parse_values(batch, "--batch")
@@ -88,12 +94,22 @@ def sweep(
         from .plots import plot_sweep
 
         plot_sweep(results, plot)
+    fit = [r for r in records if r["fits"]]
+    if html:
+        from .plots import plot_sweep
+        from .report import svg_of, table, write_html
+
+        cols = ["hardware", "weights", "context", "tp", "pp", "batch", "estimate_tok_s", "throughput_per_device_tok_s",
+                "ttft_ms", "tpot_ms", "memory_gb", "fits"]
+        rows = [[f"{r[c]:,.1f}" if isinstance(r[c], float) else r[c] for c in cols] for r in records[:5000]]
+        write_html(html, f"sweep: {results[0].model}", [
+            ("p", f"{len(records):,} configurations, {len(fit):,} fit"), ("html", svg_of(plot_sweep, results)),
+            ("html", table(cols, rows))])
     if as_json:
         _print_json(records)
         return
     from rich.table import Table
 
-    fit = [r for r in records if r["fits"]]
     lines: dict = {}
     for r in fit:
         lines.setdefault((r["hardware"], r["weights"], r["context"]), []).append(r)
