@@ -134,7 +134,7 @@ def test_version_and_flags_without_a_bool_metavar(capsys):
 
 @pytest.mark.parametrize("args,has_chart", [
     (["predict", "llama-3.1-8b", "-H", "4090"], True),
-    (["compare", "llama-3.1-8b", "-H", "h100,4090"], False),
+    (["compare", "llama-3.1-8b", "-H", "h100,4090"], True),
     (["sweep", "llama-3.1-8b", "-H", "h100", "--batch", "1-16"], True),
     (["plan", "llama-3.1-8b", "-H", "h100", "--tpot-ms", "50"], False),
 ])

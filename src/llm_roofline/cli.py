@@ -257,6 +257,8 @@ def compare(
     sort: Annotated[str, typer.Option(help="Sort by: decode, ttft, memory.")] = "decode",
     csv: Annotated[Optional[str], typer.Option("--csv", help="Also write the table to FILE.csv.")] = None,
     markdown: Annotated[bool, Flag("--markdown", help="Print the table as Markdown.")] = False,
+    plot: Annotated[Optional[str], typer.Option(help="Write a bar chart (estimate, range, ceiling) to "
+                                                "FILE.png|svg|pdf.")] = None,
     html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
                                                 "FILE.html (inline charts, readable offline).")] = None,
     as_json: JsonOpt = False,
@@ -277,6 +279,10 @@ def compare(
         from .report import check_html_path
 
         check_html_path(html)
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
     formats = _split(weights, "--weights") or [None]
     names, devices = _split(models, "MODELS"), _split(hardware, "--hardware")
     if not names:
@@ -305,10 +311,16 @@ def compare(
                          "throughput_tok_s": p.decode.estimate_throughput_tok_s, "ttft_ms": p.prefill.ttft_ms,
                          "tpot_ms": p.decode.tpot_ms, "bound": p.decode.bound, "memory_gb": p.memory.total_gb,
                          "fits": p.memory.fits, "min_devices": p.memory.min_devices} for p in results])
-    if html:
-        from .report import table, write_html
+    if plot:
+        from .plots import plot_compare
 
-        write_html(html, f"compare: batch {batch}, prompt {prompt}, gen {gen}", [("html", table(header, rows))])
+        plot_compare(results, plot)
+    if html:
+        from .plots import plot_compare
+        from .report import svg_of, table, write_html
+
+        write_html(html, f"compare: batch {batch}, prompt {prompt}, gen {gen}",
+                   [("html", svg_of(plot_compare, results)), ("html", table(header, rows))])
     if as_json:
         _print_json([{k: v for k, v in p.to_dict().items() if k != "operators"} for p in results])
         return
@@ -412,9 +424,9 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     weights: Annotated[str, typer.Option(help="f32, bf16, f16 or int8 (CPU dynamic quantisation).")] = "f32",
     batch: Annotated[list[str], typer.Option(help="Batch sizes (repeat or comma-separate).")] = ["1"],  # noqa: B006
-    prompt: int = 32,
-    gen: int = 32,
-    repeats: int = 3,
+    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 32,
+    gen: Annotated[int, typer.Option(help="Tokens decoded per sequence.")] = 32,
+    repeats: Annotated[int, typer.Option(help="Timed runs per configuration.")] = 3,
     hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Profile JSON from `measure` "
                                                                               "(default: a quick one, now).")]
     = None,

@@ -33,6 +33,15 @@ def pyplot():
     return plt
 
 
+def plain_log_labels(*axes) -> None:
+    """Log axes labelled with plain numbers at the decades only (minor labels crowd each other)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for axis in axes:
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def plot_roofline(p: Prediction, path: str | Path) -> Path:
     path = check_plot_path(path)
     plt = pyplot()
@@ -101,17 +110,41 @@ def plot_sweep(results, path: str | Path, max_panels: int = 4) -> Path:
             ax.plot(x[idx], y[idx], marker="o", markersize=3, label=f"{hw} {fmt}")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        from matplotlib.ticker import FuncFormatter, NullFormatter
-
-        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, and no crowded minor labels
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
+        plain_log_labels(ax.xaxis, ax.yaxis)
         ax.set_xlabel("decode tok/s per user (estimate)")
         ax.set_ylabel("decode tok/s per device")
         ax.set_title(f"{results[0].model}, context {ctx:,.0f}")
         ax.grid(True, which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_compare(results, path: str | Path, max_bars: int = 60) -> Path:
+    """Decode tok/s per sequence of each model / device / format: the estimate as a bar with its p10-p90 range,
+    the ceiling as a tick; fastest at the top."""
+    path = check_plot_path(path)
+    plt = pyplot()
+    rows = results[:max_bars]
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.2))
+    labels = [f"{p.model.id} · {min((p.hardware.id, *p.hardware.aliases), key=len)} · {p.workload.weights}"
+              for p in rows]
+    y = list(range(len(rows)))[::-1]
+    est = [p.decode.estimate_tok_s for p in rows]
+    lo = [p.decode.estimate_tok_s - p.decode.estimate_low_tok_s for p in rows]
+    hi = [p.decode.estimate_high_tok_s - p.decode.estimate_tok_s for p in rows]
+    ax.barh(y, est, xerr=[lo, hi], color=["tab:blue" if p.memory.fits else "0.75" for p in rows], ecolor="0.4",
+            capsize=2, label="estimate (p10-p90); grey: does not fit")
+    ax.scatter([p.decode.ceiling_tok_s for p in rows], y, marker="|", s=120, color="black", label="ceiling",
+               zorder=3)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("decode tok/s per sequence")
+    ax.set_xscale("log")
+    plain_log_labels(ax.xaxis)
+    ax.grid(True, axis="x", which="both", color="0.93")
+    ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, path)
     plt.close(fig)
     return path
