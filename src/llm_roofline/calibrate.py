@@ -300,14 +300,18 @@ def row_params(rows: RowSet, profiles: dict[str, Profile]) -> np.ndarray:
     return np.array([lookup(profiles, rm.m.engine)[1].params() for rm in rows.models])
 
 
-def leave_one_source_out(rows: RowSet) -> np.ndarray:
-    """Each row's estimate from profiles fitted without the row's own source."""
+def leave_one_source_out(rows: RowSet, progress=None) -> np.ndarray:
+    """Each row's estimate from profiles fitted without the row's own source. progress(done, total, source) is
+    called after each refit."""
     groups = np.array([rm.m.source_group for rm in rows.models])
     pred = np.zeros(rows.n)
-    for g in sorted(set(groups)):
+    order = sorted(set(groups))
+    for done, g in enumerate(order, 1):
         held = np.where(groups == g)[0]
         profiles = fit_profiles(rows, np.where(groups != g)[0])
         pred[held] = rows.values(row_params(rows, profiles))[held]
+        if progress is not None:
+            progress(done, len(order), g)
     return pred
 
 
@@ -333,7 +337,7 @@ def save_profiles(path: str | Path, profiles: dict[str, Profile], ranges: dict, 
     write_json(path, data, indent=1, sort_keys=True)
 
 
-def calibrate(data: list[str | Path], out: str | Path) -> dict:
+def calibrate(data: list[str | Path], out: str | Path, progress=None) -> dict:
     """Fit the profiles on every predictable row of `data`, measure them leave-one-source-out, write `out`."""
     import datetime
     import hashlib
@@ -354,7 +358,7 @@ def calibrate(data: list[str | Path], out: str | Path) -> dict:
                         f"held out); all {len(rows)} rows come from {next(iter(sources))!r}")
     rowset = RowSet([row_model(m) for m in rows])
     profiles = fit_profiles(rowset)
-    loso = leave_one_source_out(rowset)
+    loso = leave_one_source_out(rowset, progress)
     summary = {metric: {k: round(v, 2) if isinstance(v, float) else v for k, v in s.items()}
                for metric, s in summarize_errors(rowset, loso).items()}
     meta = {

@@ -513,7 +513,10 @@ def validate(
         from .report import check_html_path
 
         check_html_path(html)
-    report = run(data or None, by=by, loso=loso, profiles_path=profiles)
+    from .cli_common import SourceProgress
+
+    with SourceProgress("refitting without each source") as progress:
+        report = run(data or None, by=by, loso=loso, profiles_path=profiles, progress=progress)
     if plot:
         plot_validation(report, plot)
     if html:
@@ -581,7 +584,10 @@ def calibrate(
     from .calibrate import calibrate as run
 
     _check_out(out)
-    meta = run(data, Path(out))
+    from .cli_common import SourceProgress
+
+    with SourceProgress("measuring the fit without each source") as progress:
+        meta = run(data, Path(out), progress=progress)
     con = _console()
     con.print(f"{meta['rows_used']} rows from {len(meta['sources'])} sources fitted; profiles written to {out}")
     for metric, s in meta["leave_one_source_out"].items():

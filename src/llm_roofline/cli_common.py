@@ -76,3 +76,28 @@ def parse_values(values: list[str], option: str, minimum: int = 1) -> list[int]:
         if v < minimum:
             raise UserError(f"{option}: {v} is below {minimum}")
     return sorted(set(out))
+
+
+class SourceProgress:
+    """A transient rich progress bar on stderr for refits per held-out source (validate --loso, calibrate):
+    progress(done, total, source)."""
+
+    def __init__(self, what: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+    def __call__(self, done: int, total: int, source: str) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("", total=total)
+        self.bar.update(self.task, completed=done, description=source[-50:])

@@ -427,7 +427,7 @@ def summarize_by_metric(results: list[RowResult]) -> dict[str, MetricSummary]:
 
 
 def validate(data: list[str | Path] | None = None, by: str | None = None, loso: bool = False,
-             profiles_path: str | Path | None = None) -> ValidationReport:
+             profiles_path: str | Path | None = None, progress=None) -> ValidationReport:
     """Predict every row of the measurement CSVs; summarise the error per metric (and per `by` group)."""
     from .calibrate import RowSet, leave_one_source_out, row_params
     from .engines import load_profiles, lookup, metric_kind, shipped_profiles, speed_range
@@ -446,7 +446,7 @@ def validate(data: list[str | Path] | None = None, by: str | None = None, loso: 
         raise UserError("no row could be predicted: " + "; ".join(f"line {s.line}: {s.reason}" for s in skipped[:3]))
     profiles, ranges, _ = load_profiles(profiles_path) if profiles_path else shipped_profiles()
     rowset = RowSet([row_model(m) for m in rows])
-    estimates = leave_one_source_out(rowset) if loso else rowset.values(row_params(rowset, profiles))
+    estimates = leave_one_source_out(rowset, progress) if loso else rowset.values(row_params(rowset, profiles))
     ceilings = rowset.ceilings()
     results = []
     for m, est, ceil in zip(rows, estimates, ceilings):
