@@ -62,3 +62,21 @@ def test_qwen3_next_caches_only_its_full_attention_layers():
     assert sum(layer.attention == "linear" for layer in spec.layers) == 36 and spec.moe.n_experts == 512
     per_token = kv_cache_bytes(spec, 16, 1, 10001) - kv_cache_bytes(spec, 16, 1, 10000)
     assert per_token == pytest.approx(12 * 2 * 256 * 2 * 2)
+
+
+@pytest.mark.parametrize("overrides,total_b", [({}, 107.8), ({"num_local_experts": 128,
+                                                            "interleave_moe_layer_step": 2}, 400.7)])
+def test_llama4_scout_and_maverick(overrides, total_b):
+    """Llama-4-Scout (16 experts in every layer) and Maverick (128 experts every other layer): parameters as
+    transformers builds them (107.8 B and 400.7 B), 17 B active either way; chunked layers keep their 8192-token
+    chunk and read half of it on average."""
+    cfg = transformers.AutoConfig.for_model("llama4_text", **overrides)
+    spec = spec_from_config(cfg.to_dict(), "llama4")
+    counts = param_counts(spec)
+    assert counts.total == pytest.approx(meta_params(cfg), rel=1e-3)
+    assert counts.total / 1e9 == pytest.approx(total_b, rel=0.01)
+    assert counts.active / 1e9 == pytest.approx(17.2, rel=0.03)
+    chunked = [layer for layer in spec.layers if layer.held]
+    assert len(chunked) == 36 and all(layer.held == 8192 and layer.window == 4096 for layer in chunked)
+    # the cache at 128k tokens: 12 full layers x 131072 tokens + 36 chunked layers x 8192, x 2 x 8 x 128 x 2 bytes
+    assert kv_cache_bytes(spec, 16, 1, 131072) == pytest.approx((12 * 131072 + 36 * 8192) * 2 * 8 * 128 * 2)

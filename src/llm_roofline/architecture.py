@@ -32,6 +32,7 @@ class LayerSpec:
     q_gate: bool = False  # attention output gate computed by q_proj (Qwen3.5): q_proj is twice as wide
     mlp: str = "dense"  # "dense", "moe", or "moe+dense" (Gemma 4: a dense MLP beside the experts)
     intermediate: int = 0  # dense MLP width
+    held: int | None = None  # tokens of cache kept, where it differs from `window` (chunked attention: its chunk)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ DEFAULTS: dict[str, dict] = {
                  "attention_bias": False, "use_qk_norm": False},
     "granitemoe": {"tie_word_embeddings": True},  # Mixtral-style experts; multipliers change no weight
     "qwen3_next": {"tie_word_embeddings": False, "attn_output_gate": True, "decoder_sparse_step": 1},
+    "llama4_text": {"tie_word_embeddings": False, "interleave_moe_layer_step": 1, "attention_chunk_size": 8192},
     "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
                      "moe_num_shared_experts": 0},
 }
@@ -549,6 +551,37 @@ def _read_qwen3_5(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> 
     return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head", moe=moe)
 
 
+def _read_llama4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Llama 4: routed experts (top-1 of 16 or 128) beside a shared expert in the MoE layers, a wider dense MLP in
+    the others, and 3 of 4 layers attending within chunks of attention_chunk_size tokens. A token in a chunked
+    layer reads the keys of its own chunk only, 1 to C of them, (C + 1) / 2 on average: its reads are modelled as
+    a window of C / 2 (exact on average over every C positions, never more than the layer's true reads at depths
+    under C) and its cache as the chunk it keeps. Its q/k norms are parameter-free L2 norms."""
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    chunk = cfg.int("attention_chunk_size")
+    types = cfg.get("layer_types")
+    if types is None:
+        types = ["full_attention" if (i + 1) % 4 == 0 else "chunked_attention" for i in range(n_layers)]
+    _check_layer_types(cfg, types, n_layers, ("full_attention", "chunked_attention"))
+    moe_layers = cfg.get("moe_layers")
+    if moe_layers is None:
+        step = cfg.int("interleave_moe_layer_step")
+        moe_layers = [i for i in range(n_layers) if (i + 1) % step == 0]
+    if not isinstance(moe_layers, list) or not all(isinstance(i, int) for i in moe_layers):
+        raise UserError(f"{cfg.origin}: field 'moe_layers' must be a list of layer indices")
+    expert = cfg.int("intermediate_size")
+    moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), expert, n_shared=1,
+                  shared_intermediate=expert)
+    dense = cfg.int("intermediate_size_mlp")
+    layers = [LayerSpec("gqa", heads, kv, head_dim, window=max(1, chunk // 2) if t == "chunked_attention" else None,
+                        held=chunk if t == "chunked_attention" else None,
+                        mlp="moe" if i in set(moe_layers) else "dense", intermediate=dense)
+              for i, t in enumerate(types)]
+    notes.append(f"chunked attention ({chunk} tokens) read as a {chunk // 2}-token window, its mean over a chunk")
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe)
+
+
 def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     n_layers = cfg.int("n_layer", "num_hidden_layers")
     heads, _, head_dim = _attention_shape(cfg)
@@ -601,6 +634,7 @@ _READERS = {
     "gemma4_text": _read_gemma4,
     "qwen3_5_text": _read_qwen3_5,
     "qwen3_next": _read_qwen3_5,
+    "llama4_text": _read_llama4,
     "gpt2": _read_gpt2,
     "gptj": _read_gpt2,
     "opt": _read_opt,

@@ -71,7 +71,7 @@ def _kv_terms(spec: ModelSpec, kv_bits: float, tp: int) -> tuple[list[tuple[floa
     """Per kind of layer (bytes per cached token x count, window or None), and the fixed per-sequence state."""
     per_token, state = [], 0.0
     for layer, n in spec.layer_kinds:
-        per_token.append((n * kv_bytes_per_token(spec, layer, kv_bits, tp), layer.window))
+        per_token.append((n * kv_bytes_per_token(spec, layer, kv_bits, tp), layer.held or layer.window))
         state += n * recurrent_state_bytes(spec, layer, tp)
     return per_token, state
 
@@ -127,10 +127,10 @@ class Footprint:
         self.state = 0.0  # per sequence at tp = 1 (split tp ways)
         for layer, n in spec.layer_kinds:
             if layer.attention == "mla":
-                self.kinds.append((n * kv_bytes_per_token(spec, layer, kv_bits), 0, layer.window))
+                self.kinds.append((n * kv_bytes_per_token(spec, layer, kv_bits), 0, layer.held or layer.window))
             elif layer.attention != "linear":
                 self.kinds.append((n * kv_bytes_per_token(spec, layer, kv_bits) / layer.n_kv_heads, layer.n_kv_heads,
-                                   layer.window))
+                                   layer.held or layer.window))
             self.state += n * recurrent_state_bytes(spec, layer)
 
         self.act_token_fixed, self.act_token_split, self.act_sequence_split = _activation_coefficients(spec, fmt)
