@@ -47,6 +47,11 @@ def test_sweep_broadcasts_and_defaults_the_context_to_the_prompt():
     assert len(s.records()) == 16 and s.records()[0]["batch"] == 1
 
 
+def test_sweep_refuses_arrays_that_do_not_broadcast():
+    with pytest.raises(lr.UserError, match="broadcast"):
+        lr.sweep("llama-3.1-8b", "h100", batch=[1, 8, 64], context=[1000, 100000])
+
+
 @pytest.mark.parametrize("bad", [[], [0], [1.5], [float("nan")], ["x"], [2**31]])
 def test_sweep_refuses_bad_arrays_in_one_line(bad):
     with pytest.raises(lr.UserError) as err:

@@ -90,7 +90,12 @@ def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> 
     """The figures of `compiled` for workloads broadcast from the arrays (context None: the prompt)."""
     b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
     d = p if context is None else _whole("context", context, 0)
-    shape = np.broadcast_shapes(b.shape, p.shape, d.shape, g.shape)
+    try:
+        shape = np.broadcast_shapes(b.shape, p.shape, d.shape, g.shape)
+    except ValueError:
+        raise UserError(f"batch {b.shape}, prompt {p.shape}, context {d.shape} and gen {g.shape} do not broadcast "
+                        "together (numpy rules); put the values to combine on different axes, e.g. "
+                        "batch=np.arange(1, 65)[:, None], context=[1024, 8192]") from None
     parts = factor(compiled)
     if parts is not None:  # each part on the distinct values it depends on (factored.py), exactly
         t = factored_times(compiled, parts, b, p, d, g)
