@@ -145,3 +145,18 @@ def test_sweep_on_a_measured_profile_equals_predict(profile_path):
             p = predict("qwen2.5-0.5b", profile_path, weights="f32", batch=b, context=ctx, gen=8)
             assert s.tpot_ms[i, j] == pytest.approx(p.decode.tpot_ms, rel=1e-9)
             assert s.ttft_ms[i, j] == pytest.approx(p.prefill.ttft_ms, rel=1e-9)
+
+
+def test_noisy_repeats_are_warned_about():
+    from llm_roofline.measure.micro import noise_warnings
+
+    quiet = noise_warnings({"read_min_gbps": 30.0, "read_max_gbps": 32.0}, {"fp32": {"min_tflops": 1.0,
+                                                                                    "max_tflops": 1.05}})
+    busy = noise_warnings({"read_min_gbps": 12.0, "read_max_gbps": 30.0}, {"fp32": {"min_tflops": 0.4,
+                                                                                   "max_tflops": 1.0}})
+    assert quiet == [] and len(busy) == 2 and "busy" in busy[0]
+
+
+def test_profile_carries_its_warnings(profile_path):
+    p = json.loads(profile_path.read_text())
+    assert isinstance(p["warnings"], list)

@@ -389,6 +389,8 @@ def measure(
         from .files import write_json
 
         write_json(out, profile, indent=1)
+    for warning in profile.get("warnings", []):
+        sys.stderr.write(f"llm-roofline: warning: {warning}\n")
     if as_json:
         _print_json(profile)
         return

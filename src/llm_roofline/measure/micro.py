@@ -240,6 +240,23 @@ def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -
     return {**out["f32"]["1"], "by_dtype": out}
 
 
+NOISY = 0.15  # repeats of one measurement that spread more than this (of their best) mean a busy machine
+
+
+def noise_warnings(large: dict, peaks: dict) -> list[str]:
+    """What the repeats say about the machine: a spread over NOISY means other work competed for it."""
+    out = []
+    lo, hi = large["read_min_gbps"], large["read_max_gbps"]
+    if hi and (hi - lo) / hi > NOISY:
+        out.append(f"memory read repeats spread {lo:,.1f}-{hi:,.1f} GB/s ({100 * (hi - lo) / hi:.0f}%): the machine "
+                   "was busy, so the profile's bandwidth may be low; re-run measure on an idle machine")
+    for dtype, m in peaks.items():
+        if m.get("max_tflops") and (m["max_tflops"] - m["min_tflops"]) / m["max_tflops"] > NOISY:
+            out.append(f"matmul {dtype} repeats spread {m['min_tflops']:,.3f}-{m['max_tflops']:,.3f} TFLOPS: the "
+                       "machine was busy; re-run on an idle machine")
+    return out
+
+
 def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
     """Measure a device and return its profile (a hardware record `predict --hardware` accepts)."""
     be = Backend(device)
@@ -271,7 +288,9 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
         bar("overheads")
     measured_overheads = decoder or {"step_overhead_us": 0.0, "layer_overhead_us": 25 * dispatch.median}
     name = info.get("gpu_name") or info["cpu_model"]
+    warnings = noise_warnings(large, peaks)
     return {
+        "warnings": warnings,
         "kind": "llm-roofline measured profile",
         "id": f"measured-{device}",
         "name": f"{name} (measured, {device})",
