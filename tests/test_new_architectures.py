@@ -24,7 +24,9 @@ def meta_params(cfg) -> int:
 
 @pytest.mark.parametrize("model_type,overrides", [
     ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
-    ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}),
+    ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}), ("mamba2", {}),
+    ("granitemoehybrid", {}),
+    ("granitemoehybrid", {"layer_types": ["attention" if i % 8 == 7 else "mamba" for i in range(32)]}),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
     cfg = transformers.AutoConfig.for_model(model_type, **overrides)
@@ -80,3 +82,16 @@ def test_llama4_scout_and_maverick(overrides, total_b):
     assert len(chunked) == 36 and all(layer.held == 8192 and layer.window == 4096 for layer in chunked)
     # the cache at 128k tokens: 12 full layers x 131072 tokens + 36 chunked layers x 8192, x 2 x 8 x 128 x 2 bytes
     assert kv_cache_bytes(spec, 16, 1, 131072) == pytest.approx((12 * 131072 + 36 * 8192) * 2 * 8 * 128 * 2)
+
+
+def test_mamba2_state_is_fixed_per_sequence():
+    """Mamba-2 (the transformers default, Codestral-Mamba's shapes): 64 layers, each an fp32 state of 128 heads x 64
+    x 128 and the convolution's last 3 inputs over 8192 + 2 x 8 x 128 channels in 16 bits; no KV cache."""
+    import llm_roofline as lr
+
+    spec = spec_from_config(transformers.AutoConfig.for_model("mamba2").to_dict(), "mamba2")
+    per_layer = 128 * 64 * 128 * 4 + (8192 + 2 * 8 * 128) * 3 * 2
+    for length in (1, 1000, 100000):
+        assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(64 * per_layer)
+    p = lr.predict(spec, "h100", batch=4, context=50000)
+    assert p.memory.kv_cache_gb * 1e9 == pytest.approx(4 * 64 * per_layer) and p.decode.kv_bytes_per_step > 0

@@ -56,6 +56,27 @@ class MLASpec:
 
 
 @dataclass(frozen=True)
+class MambaSpec:
+    """Mamba-2 mixers (Mamba2, Granite 4.0 hybrids): a fixed-size SSM state per sequence instead of a KV cache."""
+
+    n_heads: int
+    head_dim: int
+    d_state: int
+    n_groups: int
+    conv_kernel: int
+    conv_bias: bool = True
+    state_bytes: int = 4  # the SSM state is kept in fp32 (mamba_ssm_dtype)
+
+    @property
+    def d_inner(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        return self.d_inner + 2 * self.n_groups * self.d_state
+
+
+@dataclass(frozen=True)
 class LinearAttentionSpec:
     """Gated DeltaNet (Qwen3.5 / Qwen3-Next): a fixed-size recurrent state instead of a growing KV cache."""
 
@@ -91,6 +112,7 @@ class ModelSpec:
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     linear_attention: LinearAttentionSpec | None = None
+    mamba: MambaSpec | None = None  # set: the "linear" layers are Mamba-2 mixers
     source: str = ""
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
@@ -165,6 +187,8 @@ DEFAULTS: dict[str, dict] = {
     "granitemoe": {"tie_word_embeddings": True},  # Mixtral-style experts; multipliers change no weight
     "qwen3_next": {"tie_word_embeddings": False, "attn_output_gate": True, "decoder_sparse_step": 1},
     "llama4_text": {"tie_word_embeddings": False, "interleave_moe_layer_step": 1, "attention_chunk_size": 8192},
+    "mamba2": {"tie_word_embeddings": False, "n_groups": 8, "conv_kernel": 4, "expand": 2},
+    "granitemoehybrid": {"tie_word_embeddings": True, "num_experts_per_tok": 2},
     "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
                      "moe_num_shared_experts": 0},
 }
@@ -298,6 +322,9 @@ def _not_a_decoder(raw: dict) -> str:
     return ""
 
 
+UNBOUNDED_FIELDS = ("time_step_limit",)  # Mamba's dt clamp, (0, inf) by default: no size is read from it
+
+
 def _reject_non_finite(data, origin: str, path: str = "", depth: int = 0) -> None:
     """NaN and Infinity are not JSON, but Python's reader accepts them; no size or rate may be one."""
     if depth > 64:
@@ -307,6 +334,8 @@ def _reject_non_finite(data, origin: str, path: str = "", depth: int = 0) -> Non
                         "finite")
     if isinstance(data, dict):
         for k, v in data.items():
+            if k in UNBOUNDED_FIELDS:
+                continue
             _reject_non_finite(v, origin, f"{path}.{k}" if path else str(k), depth + 1)
     elif isinstance(data, list):
         for i, v in enumerate(data):
@@ -582,6 +611,42 @@ def _read_llama4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
     return _common(cfg, model_id, dtype, notes, layers, moe=moe)
 
 
+def _mamba(cfg: _Config, prefix: str = "") -> MambaSpec:
+    if prefix:  # Granite 4.0: mamba_n_heads, mamba_d_head, ...
+        return MambaSpec(cfg.int("mamba_n_heads"), cfg.int("mamba_d_head"), cfg.int("mamba_d_state"),
+                         cfg.int("mamba_n_groups"), cfg.int("mamba_d_conv"), cfg.flag("mamba_conv_bias", True))
+    return MambaSpec(cfg.int("num_heads"), cfg.int("head_dim"), cfg.int("state_size"), cfg.int("n_groups"),
+                     cfg.int("conv_kernel"), cfg.flag("use_conv_bias", True))
+
+
+def _read_mamba2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Mamba-2: every block one norm and one mixer (no MLP, no KV cache: a fixed state per sequence)."""
+    mb = _mamba(cfg)
+    if mb.d_inner != cfg.int("expand") * cfg.int("hidden_size"):
+        raise UserError(f"{cfg.origin}: num_heads x head_dim ({mb.d_inner}) must equal expand x hidden_size")
+    layers = [LayerSpec("linear", mb.n_heads, mb.n_heads, mb.head_dim, mlp="none")
+              for _ in range(cfg.int("num_hidden_layers"))]
+    return _common(cfg, model_id, dtype, notes, layers, mamba=mb, norms_per_layer=1)
+
+
+def _read_granite_hybrid(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Granite 4.0 hybrids: Mamba-2 mixers and attention layers (layer_types), each followed by routed experts
+    with a shared MLP (or by the shared MLP alone when there are no experts)."""
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    types = cfg.get("layer_types")
+    known = ("mamba", "attention", "linear_attention", "full_attention")
+    _check_layer_types(cfg, types, n_layers, known)
+    shared = cfg.optional_int("shared_intermediate_size", minimum=0) or 0
+    experts = cfg.optional_int("num_local_experts", minimum=0) or 0
+    moe = MoESpec(experts, cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"), n_shared=1 if shared else 0,
+                  shared_intermediate=shared) if experts else None
+    layers = [LayerSpec("linear" if t in ("mamba", "linear_attention") else "gqa", heads, kv, head_dim,
+                        mlp="moe" if moe else "dense", intermediate=shared) for t in types]
+    return _common(cfg, model_id, dtype, notes, layers, mamba=_mamba(cfg, "mamba_"), moe=moe,
+                   attn_bias=cfg.flag("attention_bias"), attn_out_bias=cfg.flag("attention_bias"))
+
+
 def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     n_layers = cfg.int("n_layer", "num_hidden_layers")
     heads, _, head_dim = _attention_shape(cfg)
@@ -635,6 +700,8 @@ _READERS = {
     "qwen3_5_text": _read_qwen3_5,
     "qwen3_next": _read_qwen3_5,
     "llama4_text": _read_llama4,
+    "mamba2": _read_mamba2,
+    "granitemoehybrid": _read_granite_hybrid,
     "gpt2": _read_gpt2,
     "gptj": _read_gpt2,
     "opt": _read_opt,
@@ -808,6 +875,12 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
         groups.append(WeightGroup("attn_out", layer.n_heads * m.v_head_dim * h, "linear",
                                   shapes=((h, layer.n_heads * m.v_head_dim),)))
         norms += m.q_lora_rank + m.kv_lora_rank
+    elif layer.attention == "linear" and spec.mamba is not None:
+        mb = spec.mamba
+        width = 2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.n_heads  # z, x, B, C and dt
+        groups.append(WeightGroup("attn_qkv", h * width, "linear", shapes=((width, h),)))
+        groups.append(WeightGroup("attn_out", mb.d_inner * h, "linear", shapes=((h, mb.d_inner),)))
+        norms += mb.conv_dim * (mb.conv_kernel + (1 if mb.conv_bias else 0)) + 3 * mb.n_heads + mb.d_inner
     elif layer.attention == "linear":
         la = spec.linear_attention
         key_dim, value_dim = la.n_key_heads * la.key_head_dim, la.n_value_heads * la.value_head_dim

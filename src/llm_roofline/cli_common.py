@@ -83,21 +83,28 @@ class SourceProgress:
     progress(done, total, source)."""
 
     def __init__(self, what: str):
+        self.active = sys.stderr.isatty()  # a pipe or a log gets no bar (and not a stray newline)
+        self.task = None
+        if not self.active:
+            return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
-        self.task = None
 
     def __enter__(self):
-        self.bar.start()
+        if self.active:
+            self.bar.start()
         return self
 
     def __exit__(self, *exc):
-        self.bar.stop()
+        if self.active:
+            self.bar.stop()
 
     def __call__(self, done: int, total: int, source: str) -> None:
+        if not self.active:
+            return
         if self.task is None:
             self.task = self.bar.add_task("", total=total)
         self.bar.update(self.task, completed=done, description=source[-50:])

@@ -64,7 +64,8 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
     if tp == 1:
         return
     for layer, _ in spec.layer_kinds:
-        heads = spec.linear_attention.n_value_heads if layer.attention == "linear" else layer.n_heads
+        heads = (spec.mamba.n_heads if spec.mamba is not None else spec.linear_attention.n_value_heads) \
+            if layer.attention == "linear" else layer.n_heads
         kv = heads if layer.attention in ("linear", "mla") else layer.n_kv_heads
         if heads % tp or (kv % tp and tp % kv):
             valid = [n for n in range(1, heads + 1) if not heads % n and (not kv % n or not n % kv)]

@@ -100,6 +100,9 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
     """Fixed-size per-sequence state of a linear-attention layer (replaces its KV cache)."""
     if layer.attention != "linear":
         return 0.0
+    if spec.mamba is not None:  # the SSM state (fp32) and the convolution's last kernel - 1 inputs
+        mb = spec.mamba
+        return (mb.n_heads * mb.head_dim * mb.d_state * mb.state_bytes + mb.conv_dim * (mb.conv_kernel - 1) * 2) / tp
     la = spec.linear_attention
     conv = (2 * la.n_key_heads * la.key_head_dim + la.n_value_heads * la.value_head_dim) * (la.conv_kernel - 1) * 2
     return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
@@ -186,6 +189,16 @@ def _matmul(t: _Table, name: str, params: float, bits: float, compute: str, act:
 
 def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act: int, tp: int, count: int) -> None:
     dtype = "fp32" if act == 4 else "fp16"
+    if layer.attention == "linear" and spec.mamba is not None:
+        mb = spec.mamba
+        heads = mb.n_heads / tp
+        # per token and head: the state update (decay, B x^T) and its read-out (C^T state), ~6 head_dim x d_state,
+        # and the causal convolution over conv_dim channels
+        per_token = 6 * heads * mb.head_dim * mb.d_state + 2 * mb.conv_dim / tp * mb.conv_kernel
+        state = recurrent_state_bytes(spec, layer, tp)
+        t.add(Group("attention", "attention", dtype, count),
+              {FLOPS: {"tokens": per_token}, KV: {"sequences": 2 * state}, ACT: {"tokens": 2 * mb.d_inner / tp * act}})
+        return
     if layer.attention == "linear":
         la = spec.linear_attention
         v_heads = la.n_value_heads / tp
