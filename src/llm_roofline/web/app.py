@@ -187,15 +187,14 @@ async def sweep_endpoint(request: Request) -> Response:
 
 async def catalog_endpoint(request: Request) -> Response:
     from .. import catalog
-    from ..engines import load_profiles, PROFILES_JSON
+    from ..engines import engine_names
     from ..formats import format_ids
 
-    profiles, _, _ = load_profiles(PROFILES_JSON)
     return JSONResponse({
         "models": catalog.model_ids(),
         "hardware": [{"id": r["id"], "name": r["name"], "alias": min([r["id"], *r["aliases"]], key=len)}
                      for r in catalog.hardware_records()],
-        "formats": [f for f in format_ids() if "<" not in f], "engines": sorted(k for k in profiles if k != "default"),
+        "formats": [f for f in format_ids() if "<" not in f], "engines": [e for e in engine_names() if e != "default"],
     })
 
 
