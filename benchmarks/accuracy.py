@@ -136,7 +136,11 @@ def main() -> None:
         "H100's bandwidth and 60-85% of GDDR cards'); it is a property of an engine's kernels, so the default "
         "profile, which stands for an engine not measured, keeps 1 (with llama.cpp's factor it put gpt-fast, held "
         "out, 13% slow). All-reduce latencies are bounded below by 3 us (NCCL's base latency) and start from "
-        "5 us where no row informs them. No per-row or per-model constant. "
+        "5 us where no row informs them. Every parameter is searched within a physical range stated in the code "
+        "(step overhead at most 2 ms, a launch cost of at most 60 us per layer, a prefill overhead of at most "
+        "10 ms), and a level whose rows all come from one source keeps half of its departure from its parent "
+        "(geometrically): one source cannot tell its engine from its own build and setup. No per-row or "
+        "per-model constant. "
         "`llm-roofline calibrate --data CSV --out PROFILE.json` reproduces them.",
         "- Ranges: the 10th-90th percentile of measured/estimate in the leave-one-source-out residuals, per engine "
         "family and decode/prefill (`predict` prints them as `range (p10-p90)`).",

@@ -28,7 +28,9 @@ A profile has twelve numbers with a physical meaning, used by the estimate in pl
 Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
 the parameters its rows inform (decode rows: bandwidth and overhead; prefill rows: compute; tensor-parallel rows:
 all-reduce latency) and inherits the rest. The objective is the mean absolute log error of the estimate over the
-level's rows, minimised by coordinate descent on bounded grids: a few parameters, no per-row or per-model constant.
+level's rows, minimised by coordinate descent on grids bounded by physical ranges (BOUNDS, with their reasons): a few
+parameters, no per-row or per-model constant. A level whose rows all come from one source keeps half of its
+departure from its parent (geometrically; SHRINK): one source cannot tell its engine from its own setup.
 Time-to-first-token rows under client concurrency (queueing, not modelled) are validated but not fitted.
 Ranges: the 10th and 90th percentiles of the leave-one-source-out residuals, per engine family and metric kind.
 """
