@@ -25,7 +25,7 @@ def meta_params(cfg) -> int:
 @pytest.mark.parametrize("model_type,overrides", [
     ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
     ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}), ("mamba2", {}),
-    ("granitemoehybrid", {}),
+    ("granitemoehybrid", {}), ("falcon_h1", {}),
     ("granitemoehybrid", {"layer_types": ["attention" if i % 8 == 7 else "mamba" for i in range(32)]}),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
@@ -95,3 +95,13 @@ def test_mamba2_state_is_fixed_per_sequence():
         assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(64 * per_layer)
     p = lr.predict(spec, "h100", batch=4, context=50000)
     assert p.memory.kv_cache_gb * 1e9 == pytest.approx(4 * 64 * per_layer) and p.decode.kv_bytes_per_step > 0
+
+
+def test_falcon_h1_keeps_a_kv_cache_and_a_state():
+    """Falcon-H1 (transformers' default shapes): 32 layers, each attention (8 KV heads x 128) beside a Mamba-2 mixer
+    (128 heads x 8 x d_state 256 in fp32, a 1536-channel convolution): KV grows with the context, the state not."""
+    spec = spec_from_config(transformers.AutoConfig.for_model("falcon_h1").to_dict(), "falcon-h1")
+    state = 32 * (128 * 8 * 256 * 4 + 1536 * 3 * 2)
+    kv_per_token = 32 * 8 * 128 * 2 * 2
+    for length in (1, 4096, 65536):
+        assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(state + length * kv_per_token)

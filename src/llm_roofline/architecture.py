@@ -33,6 +33,7 @@ class LayerSpec:
     mlp: str = "dense"  # "dense", "moe", or "moe+dense" (Gemma 4: a dense MLP beside the experts)
     intermediate: int = 0  # dense MLP width
     held: int | None = None  # tokens of cache kept, where it differs from `window` (chunked attention: its chunk)
+    mamba: bool = False  # a Mamba-2 mixer beside the attention, on the same input (Falcon-H1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class MambaSpec:
     n_groups: int
     conv_kernel: int
     conv_bias: bool = True
+    gated_norm: bool = True  # an RMSNorm over d_inner before out_proj (Falcon-H1 may leave it out)
     state_bytes: int = 4  # the SSM state is kept in fp32 (mamba_ssm_dtype)
 
     @property
@@ -189,6 +191,7 @@ DEFAULTS: dict[str, dict] = {
     "llama4_text": {"tie_word_embeddings": False, "interleave_moe_layer_step": 1, "attention_chunk_size": 8192},
     "mamba2": {"tie_word_embeddings": False, "n_groups": 8, "conv_kernel": 4, "expand": 2},
     "granitemoehybrid": {"tie_word_embeddings": True, "num_experts_per_tok": 2},
+    "falcon_h1": {"tie_word_embeddings": False, "mamba_rms_norm": False, "attention_bias": False},
     "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
                      "moe_num_shared_experts": 0},
 }
@@ -612,9 +615,10 @@ def _read_llama4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
 
 
 def _mamba(cfg: _Config, prefix: str = "") -> MambaSpec:
-    if prefix:  # Granite 4.0: mamba_n_heads, mamba_d_head, ...
+    if prefix:  # Granite 4.0 and Falcon-H1: mamba_n_heads, mamba_d_head, ...
         return MambaSpec(cfg.int("mamba_n_heads"), cfg.int("mamba_d_head"), cfg.int("mamba_d_state"),
-                         cfg.int("mamba_n_groups"), cfg.int("mamba_d_conv"), cfg.flag("mamba_conv_bias", True))
+                         cfg.int("mamba_n_groups"), cfg.int("mamba_d_conv"), cfg.flag("mamba_conv_bias", True),
+                         gated_norm=cfg.flag("mamba_rms_norm", True))
     return MambaSpec(cfg.int("num_heads"), cfg.int("head_dim"), cfg.int("state_size"), cfg.int("n_groups"),
                      cfg.int("conv_kernel"), cfg.flag("use_conv_bias", True))
 
@@ -645,6 +649,20 @@ def _read_granite_hybrid(cfg: _Config, model_id: str, dtype: str, notes: list[st
                         mlp="moe" if moe else "dense", intermediate=shared) for t in types]
     return _common(cfg, model_id, dtype, notes, layers, mamba=_mamba(cfg, "mamba_"), moe=moe,
                    attn_bias=cfg.flag("attention_bias"), attn_out_bias=cfg.flag("attention_bias"))
+
+
+def _read_falcon_h1(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Falcon-H1: every layer runs attention and a Mamba-2 mixer side by side on the same input, then an MLP; it
+    keeps both a KV cache and a fixed SSM state per sequence. The muP multipliers change no weight."""
+    heads, kv, head_dim = _attention_shape(cfg)
+    mb = _mamba(cfg, "mamba_")
+    if cfg.get("mamba_d_ssm") is not None and cfg.int("mamba_d_ssm") != mb.d_inner:
+        raise UserError(f"{cfg.origin}: mamba_d_ssm ({cfg.int('mamba_d_ssm')}) must equal mamba_n_heads x "
+                        f"mamba_d_head ({mb.d_inner})")
+    layers = [LayerSpec("gqa", heads, kv, head_dim, mamba=True, intermediate=cfg.int("intermediate_size"))
+              for _ in range(cfg.int("num_hidden_layers"))]
+    return _common(cfg, model_id, dtype, notes, layers, mamba=mb, attn_bias=cfg.flag("attention_bias"),
+                   attn_out_bias=cfg.flag("attention_bias"), mlp_bias=cfg.flag("mlp_bias"))
 
 
 def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
@@ -702,6 +720,7 @@ _READERS = {
     "llama4_text": _read_llama4,
     "mamba2": _read_mamba2,
     "granitemoehybrid": _read_granite_hybrid,
+    "falcon_h1": _read_falcon_h1,
     "gpt2": _read_gpt2,
     "gptj": _read_gpt2,
     "opt": _read_opt,
@@ -876,11 +895,9 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
                                   shapes=((h, layer.n_heads * m.v_head_dim),)))
         norms += m.q_lora_rank + m.kv_lora_rank
     elif layer.attention == "linear" and spec.mamba is not None:
-        mb = spec.mamba
-        width = 2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.n_heads  # z, x, B, C and dt
-        groups.append(WeightGroup("attn_qkv", h * width, "linear", shapes=((width, h),)))
-        groups.append(WeightGroup("attn_out", mb.d_inner * h, "linear", shapes=((h, mb.d_inner),)))
-        norms += mb.conv_dim * (mb.conv_kernel + (1 if mb.conv_bias else 0)) + 3 * mb.n_heads + mb.d_inner
+        mixer, extra = _mamba_weights(spec.mamba, h, "attn_qkv", "attn_out")
+        groups += mixer
+        norms += extra
     elif layer.attention == "linear":
         la = spec.linear_attention
         key_dim, value_dim = la.n_key_heads * la.key_head_dim, la.n_value_heads * la.value_head_dim
@@ -905,6 +922,10 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
             norms += (layer.n_heads + layer.n_kv_heads) * layer.head_dim
         if spec.attention_sinks:
             norms += layer.n_heads
+    if layer.mamba:  # Falcon-H1: a Mamba-2 mixer beside the attention
+        mixer, extra = _mamba_weights(spec.mamba, h, "mamba_in", "mamba_out")
+        groups += mixer
+        norms += extra
     if layer.mlp in ("dense", "moe+dense"):
         mats = 3 if spec.mlp_gated else 2
         bias = ((2 if spec.mlp_gated else 1) * layer.intermediate + h) if spec.mlp_bias else 0
@@ -925,6 +946,15 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
                                       shapes=((i_s, h), (i_s, h), (h, i_s))))
     groups.append(WeightGroup("norms", norms, "norm"))
     return groups
+
+
+def _mamba_weights(mb: MambaSpec, h: int, in_name: str, out_name: str) -> tuple[list[WeightGroup], int]:
+    """A Mamba-2 mixer's projections, and its small tensors (convolution, dt bias, A, D, gated norm)."""
+    width = 2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.n_heads  # z, x, B, C and dt
+    groups = [WeightGroup(in_name, h * width, "linear", shapes=((width, h),)),
+              WeightGroup(out_name, mb.d_inner * h, "linear", shapes=((h, mb.d_inner),))]
+    small = mb.conv_dim * (mb.conv_kernel + (1 if mb.conv_bias else 0)) + 3 * mb.n_heads
+    return groups, small + (mb.d_inner if mb.gated_norm else 0)
 
 
 def global_weights(spec: ModelSpec) -> list[WeightGroup]:

@@ -98,7 +98,7 @@ def kv_bytes_per_token(spec: ModelSpec, layer: LayerSpec, kv_bits: float, tp: in
 
 def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> float:
     """Fixed-size per-sequence state of a linear-attention layer (replaces its KV cache)."""
-    if layer.attention != "linear":
+    if layer.attention != "linear" and not layer.mamba:
         return 0.0
     if spec.mamba is not None:  # the SSM state (fp32) and the convolution's last kernel - 1 inputs
         mb = spec.mamba
@@ -190,14 +190,7 @@ def _matmul(t: _Table, name: str, params: float, bits: float, compute: str, act:
 def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act: int, tp: int, count: int) -> None:
     dtype = "fp32" if act == 4 else "fp16"
     if layer.attention == "linear" and spec.mamba is not None:
-        mb = spec.mamba
-        heads = mb.n_heads / tp
-        # per token and head: the state update (decay, B x^T) and its read-out (C^T state), ~6 head_dim x d_state,
-        # and the causal convolution over conv_dim channels
-        per_token = 6 * heads * mb.head_dim * mb.d_state + 2 * mb.conv_dim / tp * mb.conv_kernel
-        state = recurrent_state_bytes(spec, layer, tp)
-        t.add(Group("attention", "attention", dtype, count),
-              {FLOPS: {"tokens": per_token}, KV: {"sequences": 2 * state}, ACT: {"tokens": 2 * mb.d_inner / tp * act}})
+        _mamba_mixer(t, spec, layer, act, tp, count, "attention")
         return
     if layer.attention == "linear":
         la = spec.linear_attention
@@ -231,6 +224,17 @@ def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act
         t.add(Group("attention", "attention", dtype, count), terms(layer.head_dim, layer.head_dim))
 
 
+def _mamba_mixer(t: _Table, spec: ModelSpec, layer: LayerSpec, act: int, tp: int, count: int, name: str) -> None:
+    """A Mamba-2 mixer's scan: per token and head the state update (decay, B x^T) and its read-out (C^T state),
+    ~6 head_dim x d_state FLOPs, and the causal convolution; its fixed state is read and written each step."""
+    mb = spec.mamba
+    dtype = "fp32" if act == 4 else "fp16"
+    per_token = 6 * mb.n_heads / tp * mb.head_dim * mb.d_state + 2 * mb.conv_dim / tp * mb.conv_kernel
+    state = recurrent_state_bytes(spec, layer, tp)
+    t.add(Group(name, "attention", dtype, count),
+          {FLOPS: {"tokens": per_token}, KV: {"sequences": 2 * state}, ACT: {"tokens": 2 * mb.d_inner / tp * act}})
+
+
 def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: float, tp: int,
            count: int) -> None:
     act = fmt.activation_bytes
@@ -253,6 +257,8 @@ def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_b
             _matmul(t, g.op, g.params, bits, dtype, act, h, g.params / h, g.shapes, tp, count)
         if g.op == "attn_qkv":
             _attention(t, spec, layer, kv_bits, act, tp, count)
+        if g.op == "mamba_in":
+            _mamba_mixer(t, spec, layer, act, tp, count, "mamba_scan")
     if tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
         message = h * act
         t.add(Group("allreduce", "allreduce", "fp16", 2 * count, latency_steps=2 * (tp - 1)),
