@@ -25,7 +25,7 @@ def meta_params(cfg) -> int:
 @pytest.mark.parametrize("model_type,overrides", [
     ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
     ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}), ("mamba2", {}),
-    ("granitemoehybrid", {}), ("falcon_h1", {}),
+    ("granitemoehybrid", {}), ("falcon_h1", {}), ("jamba", {}),
     ("granitemoehybrid", {"layer_types": ["attention" if i % 8 == 7 else "mamba" for i in range(32)]}),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
@@ -105,3 +105,13 @@ def test_falcon_h1_keeps_a_kv_cache_and_a_state():
     kv_per_token = 32 * 8 * 128 * 2 * 2
     for length in (1, 4096, 65536):
         assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(state + length * kv_per_token)
+
+
+def test_jamba_mamba1_state_and_its_four_attention_layers():
+    """Jamba v0.1: 32 layers, attention in 4 of them (every 8th from the 5th), Mamba-1 in 28: a state of
+    d_inner 8192 x d_state 16 in fp32 and the convolution's last 3 of 8192 channels in 16 bits per layer."""
+    spec = spec_from_config(transformers.AutoConfig.for_model("jamba").to_dict(), "jamba")
+    assert [i for i, layer in enumerate(spec.layers) if layer.attention == "gqa"] == [4, 12, 20, 28]
+    state = 28 * (8192 * 16 * 4 + 8192 * 3 * 2)
+    for length in (1, 100000):
+        assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(state + length * 4 * 8 * 128 * 2 * 2)

@@ -68,6 +68,8 @@ class MambaSpec:
     conv_bias: bool = True
     gated_norm: bool = True  # an RMSNorm over d_inner before out_proj (Falcon-H1 may leave it out)
     state_bytes: int = 4  # the SSM state is kept in fp32 (mamba_ssm_dtype)
+    dt_rank: int = 0  # Mamba-1 (Jamba): x_proj and dt_proj through this rank; n_heads = d_inner, head_dim 1
+    bc_norms: bool = False  # Jamba's RMSNorms on dt, B and C
 
     @property
     def d_inner(self) -> int:
@@ -192,6 +194,8 @@ DEFAULTS: dict[str, dict] = {
     "mamba2": {"tie_word_embeddings": False, "n_groups": 8, "conv_kernel": 4, "expand": 2},
     "granitemoehybrid": {"tie_word_embeddings": True, "num_experts_per_tok": 2},
     "falcon_h1": {"tie_word_embeddings": False, "mamba_rms_norm": False, "attention_bias": False},
+    "jamba": {"tie_word_embeddings": False, "attn_layer_period": 8, "attn_layer_offset": 4, "expert_layer_period": 2,
+              "expert_layer_offset": 1, "mamba_dt_rank": 256, "mamba_expand": 2},
     "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
                      "moe_num_shared_experts": 0},
 }
@@ -665,6 +669,23 @@ def _read_falcon_h1(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -
                    attn_out_bias=cfg.flag("attention_bias"), mlp_bias=cfg.flag("mlp_bias"))
 
 
+def _read_jamba(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Jamba: Mamba-1 mixers with one attention layer every attn_layer_period, routed experts every
+    expert_layer_period (a dense MLP elsewhere)."""
+    heads, kv, head_dim = _attention_shape(cfg)
+    n_layers, h = cfg.int("num_hidden_layers"), cfg.int("hidden_size")
+    d_inner = cfg.int("mamba_expand") * h
+    mb = MambaSpec(d_inner, 1, cfg.int("mamba_d_state"), 0, cfg.int("mamba_d_conv"), cfg.flag("mamba_conv_bias", True),
+                   gated_norm=False, dt_rank=cfg.int("mamba_dt_rank"), bc_norms=True)
+    a_period, a_offset = cfg.int("attn_layer_period"), cfg.int("attn_layer_offset", minimum=0)
+    e_period, e_offset = cfg.int("expert_layer_period"), cfg.int("expert_layer_offset", minimum=0)
+    moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
+    layers = [LayerSpec("gqa" if i % a_period == a_offset else "linear", heads, kv, head_dim,
+                        mlp="moe" if i % e_period == e_offset else "dense", intermediate=cfg.int("intermediate_size"))
+              for i in range(n_layers)]
+    return _common(cfg, model_id, dtype, notes, layers, mamba=mb, moe=moe)
+
+
 def _read_gpt2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     n_layers = cfg.int("n_layer", "num_hidden_layers")
     heads, _, head_dim = _attention_shape(cfg)
@@ -721,6 +742,7 @@ _READERS = {
     "mamba2": _read_mamba2,
     "granitemoehybrid": _read_granite_hybrid,
     "falcon_h1": _read_falcon_h1,
+    "jamba": _read_jamba,
     "gpt2": _read_gpt2,
     "gptj": _read_gpt2,
     "opt": _read_opt,
@@ -949,7 +971,14 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
 
 
 def _mamba_weights(mb: MambaSpec, h: int, in_name: str, out_name: str) -> tuple[list[WeightGroup], int]:
-    """A Mamba-2 mixer's projections, and its small tensors (convolution, dt bias, A, D, gated norm)."""
+    """A Mamba mixer's projections, and its small tensors (convolution, dt bias, A, D, gated norm)."""
+    if mb.dt_rank:  # Mamba-1: in_proj (x, z), x_proj (dt, B, C), dt_proj; A is d_inner x d_state
+        d, r, n = mb.d_inner, mb.dt_rank, mb.d_state
+        mats = ((2 * d, h), (r + 2 * n, d), (d, r))
+        groups = [WeightGroup(in_name, sum(a * b for a, b in mats), "linear", shapes=mats),
+                  WeightGroup(out_name, d * h, "linear", shapes=((h, d),))]
+        small = d * (mb.conv_kernel + (1 if mb.conv_bias else 0)) + d + d * n + d  # conv, dt bias, A, D
+        return groups, small + ((r + 2 * n) if mb.bc_norms else 0)
     width = 2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.n_heads  # z, x, B, C and dt
     groups = [WeightGroup(in_name, h * width, "linear", shapes=((width, h),)),
               WeightGroup(out_name, mb.d_inner * h, "linear", shapes=((h, mb.d_inner),))]
