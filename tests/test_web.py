@@ -60,6 +60,12 @@ def test_bad_or_hostile_inputs_get_one_line_and_400(client, params):
     assert r.status_code == 400 and "\n" not in r.json()["error"]
 
 
+@pytest.mark.parametrize("batch", [4.5, True, "4.5", "1e3", [1]])
+def test_json_numbers_must_be_whole(client, batch):
+    r = client.post("/api/predict", json={"model": "llama-3.1-8b", "batch": batch})
+    assert r.status_code == 400 and "batch" in r.json()["error"]
+
+
 def test_oversized_deep_and_malformed_bodies_are_refused(client):
     assert client.post("/api/predict", content=b"{" * 10, headers={"content-type": "application/json"}
                        ).status_code == 400

@@ -81,13 +81,15 @@ async def _inputs(request: Request) -> dict:
             raise UserError(f"request body is nested deeper than {MAX_DEPTH} levels")
         args.update(data)
     for key in INTS:
-        if key in args and args[key] not in (None, ""):
-            try:
-                args[key] = int(args[key])
-            except (TypeError, ValueError):
-                raise UserError(f"{key} must be a whole number, got {str(args[key])[:40]!r}") from None
-        elif key in args:
-            args.pop(key)
+        value = args.get(key)
+        if value in (None, ""):
+            args.pop(key, None)
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool) or \
+            isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+        if not whole:
+            raise UserError(f"{key} must be a whole number, got {str(value)[:40]!r}")
+        args[key] = int(value)
     return args
 
 
