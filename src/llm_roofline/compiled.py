@@ -198,8 +198,10 @@ class Compiled:
                          f"{moe.n_experts} per layer, every token routed alike), so no routing beats it; the "
                          f"estimate assumes {how}")
         if self.pp > 1:
-            notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate); bytes "
-                         f"and the operator table are the whole model's, each stage reads 1/{self.pp} of them")
+            notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate: the whole "
+                         "model's step plus the hand-offs); the ceiling lets an engine pipeline micro-batches of the "
+                         f"batch (the best of 1..{self.pp}); bytes and the operator table are the whole model's, each "
+                         f"stage reads 1/{self.pp} of them")
         ceiling_s, estimate_s = float(t.decode_ceiling_s[0]), float(d.estimate_s[0])
         d_low, d_high = self.decode_range
         p_low, p_high = self.prefill_range
