@@ -58,3 +58,18 @@ def test_more_acceptance_is_never_slower(a1, a2, k):
 def test_bad_speculative_inputs_are_refused(kw):
     with pytest.raises(lr.UserError):
         lr.predict("llama-3.1-8b", "h100", **kw)
+
+
+def test_break_even_acceptance_and_the_gain_by_batch():
+    """At the break-even acceptance a round makes as many tokens as plain steps in the same time; the gain
+    shrinks as batching turns the verify step compute-bound."""
+    from llm_roofline.speculative import break_even
+
+    a = break_even(4, 2.0)
+    assert tokens_per_round(4, a) == pytest.approx(2.0, rel=1e-9)
+    assert break_even(4, 0.5) == 0.0 and break_even(4, 6.0) is None
+    sp = lr.predict("llama-3.1-8b", "h100", draft="llama-3.2-1b", acceptance=0.7).speculative
+    even = lr.predict("llama-3.1-8b", "h100", draft="llama-3.2-1b", acceptance=sp.break_even_acceptance).speculative
+    assert even.speedup == pytest.approx(1.0, rel=1e-6)
+    assert sp.speedup_by_batch[256] < sp.speedup_by_batch[1]
+    assert sp.speedup_by_batch[1] == pytest.approx(sp.speedup, rel=1e-9)

@@ -65,7 +65,8 @@ def predict(
     draft: Annotated[Optional[str], typer.Option(help="Speculative decoding: the draft model (catalog id or "
                                                  "config), or ngram for prompt-lookup drafts that cost no step.")]
     = None,
-    draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Tokens drafted per round (k).")] = 4,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", "--spec-tokens", help="Tokens drafted per round "
+                                              "(k).")] = 4,
     acceptance: Annotated[Optional[float], typer.Option(help="Chance a drafted token is accepted (measured, e.g. "
                                                         "vLLM's spec-decode acceptance rate).")] = None,
     routing_skew: Annotated[float, typer.Option("--routing-skew", help="MoE: Zipf exponent of expert popularity "

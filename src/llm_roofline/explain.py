@@ -82,6 +82,11 @@ def explain(p: Prediction) -> list[str]:
             f"{sp.draft_tokens + 1} positions {sp.verify_ms:,.2f} ms (the target's weights read once) → "
             f"{sp.estimate_tok_s:,.1f} tok/s per sequence, {sp.speedup:,.2f}x plain decoding "
             f"(ceiling {sp.ceiling_tok_s:,.1f} at this acceptance)",
+            "  breaks even at acceptance " + ("(never: a round costs more than k + 1 plain steps)"
+                                             if sp.break_even_acceptance is None else f"{sp.break_even_acceptance:.2f}"),
         ]
+        if sp.speedup_by_batch:
+            lines.append("  speedup by batch (the verify step turns compute-bound): " + ", ".join(
+                f"{b}: {g:.2f}x" for b, g in sp.speedup_by_batch.items()))
     lines += [f"Note: {n}" for n in p.notes]
     return lines

@@ -78,7 +78,7 @@ def _with_speculation(p: Prediction, compiled, draft, k: int, alpha: float, tp: 
         draft_compiled = compile(draft, compiled.hw, weights=compiled.fmt.id, tp=tp, engine=engine)
         name = draft_compiled.spec.id
     w = p.workload
-    s = speculate(compiled, draft_compiled, name, k, alpha, w.batch, w.context + w.gen / 2, p.decode.estimate_tok_s)
+    s = speculate(compiled, draft_compiled, name, k, alpha, w.batch, w.context, w.gen, p.decode.estimate_tok_s)
     notes = p.notes
     if draft_compiled is not None:
         extra = draft_compiled.footprint.weights(tp) + w.batch * draft_compiled.footprint.kv(w.context + w.gen, tp)

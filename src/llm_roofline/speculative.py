@@ -38,6 +38,8 @@ class SpeculativeResult:
     estimate_tok_s: float
     speedup: float  # estimate against plain decoding's
     plain_estimate_tok_s: float
+    break_even_acceptance: float | None  # below it speculation is slower than plain decoding (None: never pays)
+    speedup_by_batch: dict = None  # batch -> speedup, the gain shrinking as the verify step turns compute-bound
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,11 +62,43 @@ def tokens_per_round(k: int, alpha: float) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
-def speculate(target, draft, draft_name: str, k: int, alpha: float, batch: int, depth: float,
-              plain_estimate_tok_s: float) -> SpeculativeResult:
-    """target, draft: Compiled (draft None for n-gram drafts); depth: the run's middle KV depth."""
+def break_even(k: int, round_over_plain_step: float) -> float | None:
+    """The acceptance at which a round's expected tokens equal the plain steps its time would have made."""
+    if round_over_plain_step <= 1:
+        return 0.0
+    if round_over_plain_step >= k + 1:
+        return None
+    lo, hi = 0.0, 1.0 - 1e-12
+    for _ in range(60):  # tokens_per_round rises monotonically with the acceptance
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if tokens_per_round(k, mid) < round_over_plain_step else (lo, mid)
+    return (lo + hi) / 2
+
+
+BATCHES = (1, 4, 16, 64, 256)
+
+
+def speculate(target, draft, draft_name: str, k: int, alpha: float, batch: int, context: int, gen: int,
+              plain_estimate_tok_s: float, by_batch: bool = True) -> SpeculativeResult:
+    """target, draft: Compiled (draft None for n-gram drafts); a run of gen tokens from KV depth context, its
+    rounds timed at the run's middle depth; plain decoding of the same run for the speedup by batch."""
+    depth = context + gen / 2
     if target.pp > 1:
         raise UserError("speculative decoding with a layer split (--pp) is not modelled; use --tp")
+    result = _round(target, draft, draft_name, k, alpha, batch, depth, plain_estimate_tok_s)
+    if not by_batch:
+        return result
+    gains = {}
+    for b in BATCHES:
+        plain = 1 / float(target.times(b, 1, context, gen).decode.estimate_s[0])
+        gains[b] = _round(target, draft, draft_name, k, alpha, b, depth, plain).speedup
+    from dataclasses import replace
+
+    return replace(result, speedup_by_batch=gains)
+
+
+def _round(target, draft, draft_name: str, k: int, alpha: float, batch: int, depth: float,
+           plain_estimate_tok_s: float) -> SpeculativeResult:
     bw = np.float64(target.hw.bandwidth_gbps)
     eff = target.efficiency
     verify = prefill_times(target.device, replace_overhead(eff), batch, k + 1, depth, bw)
@@ -75,10 +109,11 @@ def speculate(target, draft, draft_name: str, k: int, alpha: float, batch: int, 
         t = draft.times(batch, 1, depth, k)  # k decode steps from the same depth
         draft_ceiling, draft_estimate = k * float(t.decode.ceiling_s[0]), k * float(t.decode.estimate_s[0])
     n = tokens_per_round(k, alpha)
-    estimate = n / (draft_estimate + verify_estimate)
+    round_s = draft_estimate + verify_estimate
+    estimate = n / round_s
     return SpeculativeResult(draft_name, k, alpha, n, draft_estimate * 1e3, verify_estimate * 1e3,
                              n / (draft_ceiling + verify_ceiling), estimate, estimate / plain_estimate_tok_s,
-                             plain_estimate_tok_s)
+                             plain_estimate_tok_s, break_even(k, round_s * plain_estimate_tok_s))
 
 
 def replace_overhead(eff):
