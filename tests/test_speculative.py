@@ -73,3 +73,20 @@ def test_break_even_acceptance_and_the_gain_by_batch():
     assert even.speedup == pytest.approx(1.0, rel=1e-6)
     assert sp.speedup_by_batch[256] < sp.speedup_by_batch[1]
     assert sp.speedup_by_batch[1] == pytest.approx(sp.speedup, rel=1e-9)
+
+
+def test_mtp_drafts_cost_one_layer_and_the_shared_head():
+    """DeepSeek-V3's MTP module: a draft token reads one decoder layer of the target's shape (the average of its
+    61) and the shared output head; acceptance 0.85 by default (DeepSeek-V3 report, 85-90%)."""
+    kw = dict(weights="fp8", tp=8, batch=1, context=1000, gen=2)
+    p = lr.predict("deepseek-v3", "h200", mtp=1, draft_tokens=1, **kw)
+    sp = p.speculative
+    assert sp.acceptance == 0.85 and sp.tokens_per_round == pytest.approx(1.85)
+    # by hand from the operator table at the run's middle depth (the table is a mean over a 2-step run)
+    q = lr.predict("deepseek-v3", "h200", weights="fp8", tp=8, batch=1, context=1001, gen=1)
+    rows = [r for r in q.operators if r.phase == "decode"]
+    layers = sum(r.estimate_ms for r in rows if r.name not in ("embedding", "final_norm", "lm_head")) / 61
+    head = sum(r.estimate_ms for r in rows if r.name in ("embedding", "lm_head"))
+    assert sp.draft_ms == pytest.approx(layers + head + q.efficiency.step_overhead_us / 1e3, rel=1e-6)
+    with pytest.raises(lr.UserError):
+        lr.predict("deepseek-v3", "h200", mtp=0, **kw)

@@ -69,6 +69,8 @@ def predict(
                                               "(k).")] = 4,
     acceptance: Annotated[Optional[float], typer.Option(help="Chance a drafted token is accepted (measured, e.g. "
                                                         "vLLM's spec-decode acceptance rate).")] = None,
+    mtp: Annotated[Optional[int], typer.Option(help="Speculative decoding with this many multi-token-prediction "
+                                               "modules as the draft (DeepSeek-V3: 1).")] = None,
     routing_skew: Annotated[float, typer.Option("--routing-skew", help="MoE: Zipf exponent of expert popularity "
                                                 "for the estimate (0: uniform routing).")] = 0.0,
     html: Annotated[Optional[str], typer.Option("--html", help="Also write a self-contained HTML report to "
@@ -89,7 +91,7 @@ def predict(
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
-            draft_tokens=draft_tokens, acceptance=acceptance, routing_skew=routing_skew)
+            draft_tokens=draft_tokens, acceptance=acceptance, routing_skew=routing_skew, mtp=mtp)
     if plot:
         from .plots import plot_roofline
 

@@ -42,6 +42,7 @@ def predict(
     draft_tokens: int = 4,
     acceptance: float | None = None,
     routing_skew: float = 0.0,
+    mtp: int | None = None,
 ) -> Prediction:
     """Decode and prefill speed, memory fit and the per-operator roofline of `model` on `hardware`.
 
@@ -51,19 +52,23 @@ def predict(
     range; without it the device-class defaults apply. tp: tensor-parallel devices per stage; pp: pipeline
     stages (layer split, llama.cpp's default over several GPUs). draft (a model, or "ngram" for prompt-lookup
     drafts that cost no model step), draft_tokens and acceptance (per drafted token) add speculative decoding
-    (speculative.py) beside the plain figures. routing_skew: a Zipf exponent for the estimate's MoE routing
+    (speculative.py) beside the plain figures; mtp: that many multi-token-prediction modules as the draft. routing_skew: a Zipf exponent for the estimate's MoE routing
     (0: uniform); the ceiling always assumes the fewest experts."""
     from .speculative import check_speculative
 
     check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
-    check_speculative(draft, draft_tokens, acceptance)
+    check_speculative(draft, draft_tokens, acceptance, mtp)
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                        step_overhead_us=step_overhead_us, routing_skew=routing_skew)
     p = compiled.predict(batch, prompt, context, gen)
-    if draft is None:
+    if draft is None and mtp is None:
         return p
-    return _with_speculation(p, compiled, draft, draft_tokens, acceptance, tp, engine)
+    if mtp is not None and acceptance is None:
+        from .speculative import MTP_ACCEPTANCE
+
+        acceptance = MTP_ACCEPTANCE
+    return _with_speculation(p, compiled, mtp if mtp is not None else draft, draft_tokens, acceptance, tp, engine)
 
 
 def _with_speculation(p: Prediction, compiled, draft, k: int, alpha: float, tp: int, engine) -> Prediction:
@@ -71,16 +76,16 @@ def _with_speculation(p: Prediction, compiled, draft, k: int, alpha: float, tp: 
 
     from .speculative import NGRAM_DRAFTS, speculate
 
-    name = str(draft)
-    draft_compiled = None
-    if name not in NGRAM_DRAFTS:
+    name = f"{draft} MTP module(s)" if isinstance(draft, int) else str(draft)
+    draft_compiled = draft if isinstance(draft, int) else None
+    if not isinstance(draft, int) and name not in NGRAM_DRAFTS:
         # the draft in the target's format and layout, with the same engine (vLLM and llama.cpp run it so)
         draft_compiled = compile(draft, compiled.hw, weights=compiled.fmt.id, tp=tp, engine=engine)
         name = draft_compiled.spec.id
     w = p.workload
     s = speculate(compiled, draft_compiled, name, k, alpha, w.batch, w.context, w.gen, p.decode.estimate_tok_s)
     notes = p.notes
-    if draft_compiled is not None:
+    if draft_compiled is not None and not isinstance(draft_compiled, int):
         extra = draft_compiled.footprint.weights(tp) + w.batch * draft_compiled.footprint.kv(w.context + w.gen, tp)
         notes += (f"the draft {name} adds {extra / 1e9:,.1f} GB per device (weights and KV cache), not in the memory "
                   "figures above",)
