@@ -56,6 +56,12 @@ def main() -> None:
         "",
         *table(loso.summary),
         "",
+        "Ranges (p10-p90 of measured / estimate, target 75-85%): for each source, the range built from the other "
+        "sources' leave-one-source-out residuals contains "
+        + ", ".join(f"{v['covered_pct']:.0f}% of its {kind} rows (n {v['n']})"
+                    for kind, v in meta.get("leave_one_source_out_range_coverage", {}).items())
+        + ". Every estimate lies inside its own range.",
+        "",
         "Per source (the source held out):",
         "",
     ]

@@ -68,3 +68,17 @@ def test_a_device_without_compute_capability_is_taken_as_recent():
 
     hw = Hardware(id="row:GPU", name="GPU", category="consumer_gpu", memory_gb=8, bandwidth_gbps=500, peak_tflops={})
     assert [replays_graph("llama.cpp-cuda", hw, d) for d in ("", "2024-05", "2025")] == [True, False, True]
+
+
+def test_every_range_contains_its_estimate():
+    from llm_roofline.engines import speed_range
+
+    ranges = {"vllm": {"decode": [0.2, 0.66]}, "default": {"prefill": [1.2, 1.5]}}
+    assert speed_range("vllm", "decode", ranges) == (0.2, 1.0)
+    assert speed_range("vllm", "prefill", ranges) == (1.0, 1.5)
+    import llm_roofline as lr
+
+    for engine in (None, "vllm", "llama.cpp-metal", "tensorrt-llm"):
+        p = lr.predict("llama-3.1-8b", "h100", engine=engine)
+        assert p.decode.estimate_low_tok_s <= p.decode.estimate_tok_s <= p.decode.estimate_high_tok_s
+        assert p.prefill.ttft_low_ms <= p.prefill.ttft_ms <= p.prefill.ttft_high_ms

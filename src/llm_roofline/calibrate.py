@@ -317,14 +317,17 @@ def leave_one_source_out(rows: RowSet, progress=None) -> np.ndarray:
     return pred
 
 
-def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[float]]]:
-    """10th-90th percentile of measured/estimate per engine family and metric kind (and overall)."""
+def _speed_ratios(rows: RowSet, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """measured / estimate as a speed (> 1: faster than estimated), and each row's engine family and kind."""
     ratio = rows.measured / pred
     time_metric = np.isin(rows.metric, [METRICS.index(m) for m in TIME_METRICS])
-    speed_ratio = np.where(time_metric, 1 / ratio, ratio)  # as a speed: > 1 means faster than estimated
-    out: dict[str, dict[str, list[float]]] = {}
     fams = np.array([family(rm.m.engine) for rm in rows.models])
     kinds = np.array([metric_kind(rm.m.metric) for rm in rows.models])
+    return np.where(time_metric, 1 / ratio, ratio), fams, kinds
+
+
+def _ranges(speed_ratio: np.ndarray, fams: np.ndarray, kinds: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    out: dict[str, dict[str, list[float]]] = {}
     for fam in [*sorted(set(fams)), "default"]:
         for kind in ("decode", "prefill"):
             sel = (kinds == kind) & ((fams == fam) if fam != "default" else True)
@@ -332,6 +335,28 @@ def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[
                 out.setdefault(fam, {})[kind] = [float(np.percentile(speed_ratio[sel], 10)),
                                                  float(np.percentile(speed_ratio[sel], 90))]
     return out
+
+
+def residual_ranges(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, list[float]]]:
+    """10th-90th percentile of measured/estimate per engine family and metric kind (and overall)."""
+    return _ranges(*_speed_ratios(rows, pred))
+
+
+def held_out_coverage(rows: RowSet, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """How often a held-out source's rows fall inside a p10-p90 range built without that source: the ranges from
+    the other sources' leave-one-source-out residuals, applied as predict applies them (family, else default)."""
+    ratio, fams, kinds = _speed_ratios(rows, pred)
+    groups = np.array([rm.m.source_group for rm in rows.models])
+    inside = np.zeros(rows.n, dtype=bool)
+    for g in sorted(set(groups)):
+        held = groups == g
+        ranges = _ranges(ratio[~held], fams[~held], kinds[~held])
+        for i in np.where(held)[0]:
+            lo, hi = (ranges.get(fams[i], {}).get(kinds[i]) or ranges.get("default", {}).get(kinds[i])
+                      or (1.0, 1.0))
+            inside[i] = min(lo, 1.0) <= ratio[i] <= max(hi, 1.0)  # widened to hold the estimate, as speed_range
+    return {kind: {"covered_pct": round(100 * float(inside[kinds == kind].mean()), 1), "n": int((kinds == kind).sum())}
+            for kind in ("decode", "prefill") if (kinds == kind).any()}
 
 
 def save_profiles(path: str | Path, profiles: dict[str, Profile], ranges: dict, meta: dict) -> None:
@@ -369,6 +394,7 @@ def calibrate(data: list[str | Path], out: str | Path, progress=None) -> dict:
         "rows_used": len(rows), "rows_skipped": len(skipped),
         "sources": sorted({m.source_group for m in rows}),
         "leave_one_source_out": summary,
+        "leave_one_source_out_range_coverage": held_out_coverage(rowset, loso),
         "method": "calibrate.py docstring; docs/accuracy.md",
     }
     save_profiles(out, profiles, residual_ranges(rowset, loso), meta)

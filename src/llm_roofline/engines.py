@@ -186,10 +186,11 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
 
 def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tuple[float, float]:
     """(low, high) multipliers of an estimated speed: 10th-90th percentile of measured/estimate in the
-    leave-one-source-out residuals of the engine's family (or of all engines)."""
+    leave-one-source-out residuals of the engine's family (or of all engines), widened to hold 1 so that a range
+    always contains its estimate."""
     ranges = ranges if ranges is not None else shipped_profiles()[1]
     for key in (family(engine or ""), "default"):
         if kind in ranges.get(key, {}):
             low, high = ranges[key][kind]
-            return float(low), float(high)
+            return min(float(low), 1.0), max(float(high), 1.0)
     return 1.0, 1.0
