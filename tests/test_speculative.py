@@ -90,3 +90,9 @@ def test_mtp_drafts_cost_one_layer_and_the_shared_head():
     assert sp.draft_ms == pytest.approx(layers + head + q.efficiency.step_overhead_us / 1e3, rel=1e-6)
     with pytest.raises(lr.UserError):
         lr.predict("deepseek-v3", "h200", mtp=0, **kw)
+    with pytest.raises(lr.UserError, match="at most 1"):
+        lr.predict("deepseek-v3", "h200", mtp=2, **kw)
+    with pytest.raises(lr.UserError, match="no multi-token-prediction"):
+        lr.predict("llama-3.1-8b", "h100", mtp=1)
+    with pytest.raises(lr.UserError, match="draft-tokens"):
+        lr.predict("deepseek-v3", "h200", mtp=1, **{**kw, "draft_tokens": 100})

@@ -117,6 +117,7 @@ class ModelSpec:
     mla: MLASpec | None = None
     linear_attention: LinearAttentionSpec | None = None
     mamba: MambaSpec | None = None  # set: the "linear" layers are Mamba-2 mixers
+    mtp_layers: int = 0  # multi-token-prediction modules the checkpoint carries (not counted in its parameters)
     source: str = ""
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
@@ -474,7 +475,8 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
         first_dense = cfg.int("first_k_dense_replace", minimum=0)
         mlp = ["moe" if i >= first_dense else "dense" for i in range(n_layers)]
         if cfg.get("num_nextn_predict_layers"):
-            notes.append("multi-token-prediction (MTP) layer not modelled: it is not used in plain decoding")
+            notes.append("multi-token-prediction (MTP) layer not counted: it is used only for speculative decoding "
+                         "(--mtp)")
     elif mt in ("qwen3_moe", "qwen2_moe"):
         shared = cfg.optional_int("shared_expert_intermediate_size", minimum=0) or 0
         moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
@@ -489,6 +491,8 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
     layers = [LayerSpec("gqa", heads, kv, head_dim, w, mlp=m, intermediate=intermediate)
               for w, m in zip(windows, mlp)]
     kw: dict = {}
+    if mt == "glm4_moe":
+        kw["mtp_layers"] = cfg.optional_int("num_nextn_predict_layers", minimum=0) or 0
     if mt in ("gemma2", "gemma3_text"):
         kw["norms_per_layer"] = 4
     if mt in ("qwen3", "qwen3_moe", "gemma3_text", "exaone4") or mt in ("glm4_moe", "cohere2") and \
@@ -522,8 +526,10 @@ def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) ->
                         mlp="moe" if i >= first_dense and i % freq == 0 else "dense", intermediate=intermediate)
               for i in range(n_layers)]
     if cfg.get("num_nextn_predict_layers"):
-        notes.append("multi-token-prediction (MTP) module not modelled: it is not used in plain decoding")
-    return _common(cfg, model_id, dtype, notes, layers, moe=moe, mla=mla)
+        notes.append("multi-token-prediction (MTP) module not counted: it is used only for speculative decoding "
+                     "(--mtp)")
+    return _common(cfg, model_id, dtype, notes, layers, moe=moe, mla=mla,
+                   mtp_layers=cfg.optional_int("num_nextn_predict_layers", minimum=0) or 0)
 
 
 def _read_gpt_oss(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
@@ -582,9 +588,13 @@ def _read_qwen3_5(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> 
         mlp = ["moe" if (i + 1) % step == 0 and i not in dense_only else "dense" for i in range(n_layers)]
     layers = [LayerSpec("linear" if t == "linear_attention" else "gqa", heads, kv, head_dim, q_gate=gate,
                         intermediate=intermediate, mlp=m) for t, m in zip(types, mlp)]
-    if cfg.get("mtp_num_hidden_layers") or cfg.get("num_nextn_predict_layers"):
-        notes.append("multi-token-prediction (MTP) layer not modelled: it is not used in plain decoding")
-    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head", moe=moe)
+    mtp = cfg.optional_int("mtp_num_hidden_layers", minimum=0) or cfg.optional_int("num_nextn_predict_layers",
+                                                                                  minimum=0) or 0
+    if mtp:
+        notes.append("multi-token-prediction (MTP) layer not counted: it is used only for speculative decoding "
+                     "(--mtp)")
+    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, qk_norm="head", moe=moe,
+                   mtp_layers=mtp)
 
 
 def _read_llama4(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .architecture import ModelSpec
 from .compiled import MAX_TOKENS, check_pp, check_tp, check_workload, compile, resolve_efficiency
+from .errors import UserError
 from .formats import WeightFormat
 from .hardware import Hardware
 from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult,
@@ -61,6 +62,11 @@ def predict(
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                        step_overhead_us=step_overhead_us, routing_skew=routing_skew)
+    if mtp is not None and mtp > compiled.spec.mtp_layers:
+        have = compiled.spec.mtp_layers
+        raise UserError(f"{compiled.spec.id} has {have or 'no'} multi-token-prediction module{'s' if have != 1 else ''}"
+                        " (num_nextn_predict_layers in its config)" + (f"; --mtp at most {have}" if have else
+                                                                        "; use --draft MODEL or --draft ngram"))
     p = compiled.predict(batch, prompt, context, gen)
     if draft is None and mtp is None:
         return p

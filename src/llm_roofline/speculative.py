@@ -56,12 +56,12 @@ def check_speculative(draft: str | None, draft_tokens: int, acceptance: float | 
         if not isinstance(mtp, int) or isinstance(mtp, bool) or not 1 <= mtp <= 8:
             raise UserError(f"--mtp must be a number of prediction modules in 1..8, got {mtp!r}")
         draft = "mtp"
-        if acceptance is None:
-            return  # MTP_ACCEPTANCE, the published figure
     if draft is None:
         return
     if not isinstance(draft_tokens, int) or isinstance(draft_tokens, bool) or not 1 <= draft_tokens <= 64:
         raise UserError(f"--draft-tokens must be a whole number in 1..64, got {draft_tokens!r}")
+    if mtp is not None and acceptance is None:
+        return  # MTP_ACCEPTANCE, the published figure
     if acceptance is None:
         raise UserError("speculative decoding needs --acceptance, the chance a drafted token is accepted (it "
                         "depends on the draft, the task and the sampling; measure it, e.g. vLLM's spec-decode "
