@@ -125,3 +125,53 @@ def test_unsupported_or_broken_gguf_is_refused(tmp_path):
     w.close()
     with pytest.raises(lr.UserError, match="not supported yet"):
         load_model(tmp_path / "rwkv.gguf")
+
+
+def test_gpt_oss_gguf_with_mxfp4_experts(tmp_path):
+    """A gpt-oss GGUF as llama.cpp writes one: MXFP4 experts with biases, Q8_0 attention with biases and sinks,
+    a router with a bias, every other layer sliding over 128 tokens."""
+    rng = np.random.default_rng(0)
+    e, i_e = 4, 256
+    w = gguf.GGUFWriter(str(tmp_path / "oss.gguf"), "gpt-oss")
+    w.add_block_count(LAYERS)
+    w.add_embedding_length(H)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV)
+    w.add_key_length(HEAD_DIM)
+    w.add_value_length(HEAD_DIM)
+    w.add_context_length(4096)
+    w.add_expert_count(e)
+    w.add_expert_used_count(2)
+    w.add_expert_feed_forward_length(i_e)
+    w.add_sliding_window(128)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_MXFP4_MOE)
+    w.add_token_list([f"t{i}" for i in range(VOCAB)])
+    _tensor(w, "token_embd.weight", (VOCAB, H), Q.Q8_0, rng)
+    _tensor(w, "output.weight", (VOCAB, H), Q.Q8_0, rng)
+    _tensor(w, "output_norm.weight", (H,), Q.F32, rng)
+    for layer in range(LAYERS):
+        b = f"blk.{layer}"
+        for name in ("attn_norm", "post_attention_norm"):
+            _tensor(w, f"{b}.{name}.weight", (H,), Q.F32, rng)
+        for name, out in (("attn_q", HEADS * HEAD_DIM), ("attn_k", KV * HEAD_DIM), ("attn_v", KV * HEAD_DIM)):
+            _tensor(w, f"{b}.{name}.weight", (out, H), Q.Q8_0, rng)
+            _tensor(w, f"{b}.{name}.bias", (out,), Q.F32, rng)
+        _tensor(w, f"{b}.attn_output.weight", (H, HEADS * HEAD_DIM), Q.Q8_0, rng)
+        _tensor(w, f"{b}.attn_output.bias", (H,), Q.F32, rng)
+        _tensor(w, f"{b}.attn_sinks.weight", (HEADS,), Q.F32, rng)
+        _tensor(w, f"{b}.ffn_gate_inp.weight", (e, H), Q.F32, rng)
+        _tensor(w, f"{b}.ffn_gate_inp.bias", (e,), Q.F32, rng)
+        for name, shape in (("gate", (e, i_e, H)), ("up", (e, i_e, H)), ("down", (e, H, i_e))):
+            _tensor(w, f"{b}.ffn_{name}_exps.weight", shape, Q.MXFP4, rng)
+            _tensor(w, f"{b}.ffn_{name}_exps.bias", shape[:2], Q.F32, rng)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    path = tmp_path / "oss.gguf"
+    elements, nbytes = oracle(path)
+    spec = load_model(path)
+    assert spec.model_type == "gpt_oss" and spec.attention_sinks and spec.moe.n_experts == e
+    assert [layer.window for layer in spec.layers] == [128, None]
+    assert param_counts(spec).total == elements
+    assert lr.predict(path, "h100").model.weight_bytes == pytest.approx(nbytes, rel=1e-9)

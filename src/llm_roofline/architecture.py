@@ -996,6 +996,20 @@ def _mamba_weights(mb: MambaSpec, h: int, in_name: str, out_name: str) -> tuple[
     return groups, small + (mb.d_inner if mb.gated_norm else 0)
 
 
+def params_by_kind(spec: ModelSpec) -> dict[str, int]:
+    """Parameters per kind of tensor (linear, expert, embedding, lm_head, norm): what a file's bytes of each kind
+    are divided by to give that kind's bits per weight. A tied head stores nothing of its own."""
+    out = {"linear": 0, "expert": 0, "embedding": 0, "lm_head": 0, "norm": 0}
+    for layer, n in spec.layer_kinds:
+        for g in layer_weights(spec, layer):
+            out[g.kind] += n * g.params
+    for g in global_weights(spec):
+        out[g.kind] += g.params
+    if spec.tie_embeddings:
+        out["lm_head"] = 0
+    return out
+
+
 def global_weights(spec: ModelSpec) -> list[WeightGroup]:
     h, v = spec.hidden_size, spec.vocab_size
     embed_dim = spec.embed_proj_dim or h

@@ -22,6 +22,7 @@ from .formats import WeightFormat
 ARCHITECTURES = {  # general.architecture -> the model_type whose reader models it
     "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
     "gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3", "olmo2": "olmo2",
+    "gpt-oss": "gpt_oss",
 }
 SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 MISMATCH = 0.005
@@ -75,7 +76,7 @@ def read_gguf(path: Path) -> "ModelSpec":  # noqa: F821
     config = _config(meta, arch, tensors, path)
     model_id = meta.get("general.name") or path.stem
     spec = spec_from_config(config, str(model_id).strip().lower().replace(" ", "-") or path.stem, str(path))
-    fmt = _file_format(tensors, meta, path, spec.moe is not None)
+    fmt = _file_format(tensors, meta, path, spec)
     elements = sum(int(t.n_elements) for t in tensors)
     counted = param_counts(spec).total
     if abs(counted - elements) > MISMATCH * elements:
@@ -123,26 +124,47 @@ def _config(meta: dict, arch: str, tensors, path: Path) -> dict:
                    shared_expert_intermediate_size=get("expert_shared_feed_forward_length", 0))
     if any(n.endswith("attn_q.bias") for n in names):
         cfg["attention_bias"] = True
+    if arch == "gpt-oss":  # experts are the only MLP; llama.cpp slides the even layers (its swa pattern of 2)
+        cfg.update(intermediate_size=get("expert_feed_forward_length"), experts_per_token=get("expert_used_count"),
+                   layer_types=["sliding_attention" if i % 2 == 0 else "full_attention"
+                                for i in range(int(get("block_count")))])
     return {k: v for k, v in cfg.items() if v is not None}
 
 
-def _bits(tensors) -> float | None:
-    elements = sum(int(t.n_elements) for t in tensors)
-    return 8 * sum(int(t.n_bytes) for t in tensors) / elements if elements else None
+def _kind(t) -> str:
+    """The architecture's kind of a GGUF tensor (what its parameters are counted under)."""
+    name = t.name
+    if name == "token_embd.weight":
+        return "embedding"
+    if name == "output.weight":
+        return "lm_head"
+    if "_exps" in name:
+        return "expert"
+    flat = len(t.shape) == 1 or len(t.shape) == 2 and int(t.shape[-1]) == 1
+    if flat and ("norm" in name or "sinks" in name):
+        return "norm"
+    return "linear"  # matrices, and the biases the architecture counts with them
 
 
-def _file_format(tensors, meta: dict, path: Path, moe: bool) -> WeightFormat:
-    """The file's own format: bits per element of each kind of tensor, from its bytes."""
+def _file_format(tensors, meta: dict, path: Path, spec) -> WeightFormat:
+    """The file's own format: bits per weight of each kind of tensor, its bytes over the architecture's
+    parameters of that kind (so the step reads exactly the file's bytes)."""
     from gguf import LlamaFileType
 
-    vectors = [t for t in tensors if len(t.shape) == 1 or int(t.shape[-1]) == 1 and len(t.shape) == 2]
-    experts = [t for t in tensors if "_exps" in t.name]
-    embd = [t for t in tensors if t.name == "token_embd.weight"]
-    head = [t for t in tensors if t.name == "output.weight"]
-    linear = [t for t in tensors if t.name.startswith("blk.") and t not in vectors and t not in experts]
-    other_bits = _bits(linear)
-    bits = _bits(experts) if moe and experts else other_bits
-    if bits is None:
+    from .architecture import params_by_kind
+
+    params = params_by_kind(spec)
+    nbytes = {k: 0 for k in params}
+    for t in tensors:
+        nbytes[_kind(t)] += int(t.n_bytes)
+
+    def bits(kind: str, fallback: float | None = None) -> float | None:
+        return 8 * nbytes[kind] / params[kind] if params[kind] and nbytes[kind] else fallback
+
+    moe = spec.moe is not None
+    other_bits = bits("linear")
+    main = bits("expert") if moe else other_bits
+    if main is None:
         raise UserError(f"{path}: GGUF file has no layer weights")
     try:
         name = LlamaFileType(int(meta.get("general.file_type", -1))).name.removeprefix("MOSTLY_").lower()
@@ -151,7 +173,7 @@ def _file_format(tensors, meta: dict, path: Path, moe: bool) -> WeightFormat:
     float_file = name in ("all_f32", "f16", "bf16")
     compute = ("fp32" if name == "all_f32" else "fp16") if float_file else "int8"
     return WeightFormat(
-        f"gguf-{name}", bits, compute, _bits(embd) or bits, _bits(head) or _bits(embd) or bits,
-        _bits(vectors) or 32.0, moe_other_bits=other_bits if moe else None,
-        keeps="the file's own tensor types: bits per weight of each kind of tensor are its bytes over its elements",
-        source=f"{path.name} (GGUF header)")
+        f"gguf-{name}", main, compute, bits("embedding", main), bits("lm_head", bits("embedding", main)),
+        bits("norm", 32.0), moe_other_bits=other_bits if moe else None,
+        keeps="the file's own tensor types: bits per weight of each kind of tensor are its bytes over the "
+              "architecture's parameters of that kind", source=f"{path.name} (GGUF header)")

@@ -52,7 +52,7 @@ def _kind(name: str, shape: tuple[int, ...]) -> str:
 
 
 def read_safetensors(path: Path) -> "ModelSpec":  # noqa: F821
-    from .architecture import global_weights, layer_weights, param_counts, spec_from_config
+    from .architecture import param_counts, params_by_kind, spec_from_config
 
     try:
         from safetensors import safe_open
@@ -89,14 +89,7 @@ def read_safetensors(path: Path) -> "ModelSpec":  # noqa: F821
             raise
         except Exception as exc:  # noqa: BLE001 - a file the library cannot parse
             raise UserError(f"{file}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
-    params = {"linear": 0, "expert": 0, "embedding": 0, "lm_head": 0, "norm": 0}
-    for layer, n in spec.layer_kinds:
-        for g in layer_weights(spec, layer):
-            params[g.kind] += n * g.params
-    for g in global_weights(spec):
-        params[g.kind] += g.params
-    if spec.tie_embeddings:
-        params["lm_head"] = 0
+    params = params_by_kind(spec)
     elements = sum(e for _, e in by_kind.values())
     counted = param_counts(spec).total
     if not packed and abs(elements - counted) > MISMATCH * counted:
