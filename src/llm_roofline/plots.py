@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import UserError
 from .files import write_atomically
 from .roofline import Prediction
 
