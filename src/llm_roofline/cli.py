@@ -463,7 +463,10 @@ def bench(
         from .measure.micro import measure as quick_measure
 
         profile = quick_measure(dev, quick=True)
-    result = run(model, dev, weights, batches, prompt, gen, hardware=profile, repeats=repeats)
+    from .cli_common import SourceProgress
+
+    with SourceProgress("decoding") as progress:
+        result = run(model, dev, weights, batches, prompt, gen, hardware=profile, repeats=repeats, progress=progress)
     if plot:
         from .measure.plots import plot_bench
 

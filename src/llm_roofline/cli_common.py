@@ -79,8 +79,8 @@ def parse_values(values: list[str], option: str, minimum: int = 1) -> list[int]:
 
 
 class SourceProgress:
-    """A transient rich progress bar on stderr for refits per held-out source (validate --loso, calibrate):
-    progress(done, total, source)."""
+    """A transient rich progress bar on stderr, on a terminal only, for work done in steps (refits per held-out
+    source in validate --loso and calibrate, batches in bench): progress(done, total, label)."""
 
     def __init__(self, what: str):
         self.active = sys.stderr.isatty()  # a pipe or a log gets no bar (and not a stray newline)

@@ -175,8 +175,9 @@ def _check_safetensors(checkpoint: Path) -> None:
 
 
 def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...] = (1,), prompt: int = 32,
-          gen: int = 32, hardware=None, repeats: int = 3) -> dict:
-    """Measure decode on this machine and set it beside the profile-based prediction."""
+          gen: int = 32, hardware=None, repeats: int = 3, progress=None) -> dict:
+    """Measure decode on this machine and set it beside the profile-based prediction. progress(done, total,
+    label) is called after each batch."""
     from ..roofline import predict
 
     spec, fmt, checkpoint, hw = check_inputs(model, device, weights, batches, prompt, gen, repeats, hardware)
@@ -186,8 +187,10 @@ def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...
     raw = json.loads(config_path.read_text()) if config_path else _catalog_config(spec.id)
     net = build_model(raw, device, weights, checkpoint)
     rows = []
-    for b in batches:
+    for done, b in enumerate(batches, 1):
         m = decode_steps(net, device, b, prompt, gen, repeats)
+        if progress is not None:
+            progress(done, len(batches), f"batch {b}")
         p = predict(spec, hw, weights=fmt, batch=b, prompt=prompt, context=prompt, gen=gen)
         measured = 1 / m["tpot_s"]
         rows.append(BenchRow(
