@@ -26,6 +26,7 @@ def meta_params(cfg) -> int:
     ("smollm3", {}), ("olmo3", {}), ("exaone4", {}), ("cohere2", {}), ("granitemoe", {}),
     ("glm4_moe", GLM_45_AIR), ("qwen3_next", {}), ("ernie4_5_moe", {}), ("mamba2", {}),
     ("granitemoehybrid", {}), ("falcon_h1", {}), ("jamba", {}),
+    ("deepseek_v32", {"num_hidden_layers": 4, "first_k_dense_replace": 1}),
     ("granitemoehybrid", {"layer_types": ["attention" if i % 8 == 7 else "mamba" for i in range(32)]}),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
@@ -115,3 +116,20 @@ def test_jamba_mamba1_state_and_its_four_attention_layers():
     state = 28 * (8192 * 16 * 4 + 8192 * 3 * 2)
     for length in (1, 100000):
         assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(state + length * 4 * 8 * 128 * 2 * 2)
+
+
+def test_deepseek_v32_sparse_attention_reads_the_top_k():
+    """DeepSeek-V3.2: the cache holds each token's MLA latent (512 + 64 values, bf16) and its indexer key (128 FP8
+    values and an fp32 scale); a decoding token's indexer reads every cached key, its attention only the top
+    2048 latents."""
+    import llm_roofline as lr
+
+    spec = spec_from_config(transformers.AutoConfig.for_model("deepseek_v32").to_dict(), "deepseek-v3.2")
+    per_token = 61 * ((512 + 64) * 2 + 128 + 4)
+    assert kv_cache_bytes(spec, 16, 1, 100_000) == pytest.approx(100_000 * per_token)
+    p = lr.predict(spec, "h200", weights="fp8", tp=8, batch=1, context=100_000, gen=1)
+    rows = {r.name: r for r in p.operators if r.phase == "decode"}
+    # one step from depth 100000 (the run's mean depth is 100000.5, as every decode run is averaged over its
+    # continuous depth): the attention reads 2048 latents and writes one; the indexer reads every key
+    assert rows["attention"].kv_bytes == pytest.approx(61 * (2048 + 1) * (512 + 64) * 2, rel=1e-9)
+    assert rows["indexer"].kv_bytes == pytest.approx(61 * (100_000.5 + 1) * 132, rel=1e-9)

@@ -34,6 +34,7 @@ class LayerSpec:
     intermediate: int = 0  # dense MLP width
     held: int | None = None  # tokens of cache kept, where it differs from `window` (chunked attention: its chunk)
     mamba: bool = False  # a Mamba-2 mixer beside the attention, on the same input (Falcon-H1)
+    reads: int | None = None  # keys a token reads when the cache holds more (DeepSeek sparse attention's top-k)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class MLASpec:
     qk_nope_head_dim: int
     qk_rope_head_dim: int
     v_head_dim: int
+    # DeepSeek sparse attention (V3.2): a lightning indexer scores every cached token with its own small keys,
+    # then the attention reads only the top index_topk of them
+    index_topk: int = 0
+    index_head_dim: int = 0
+    index_n_heads: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ DEFAULTS: dict[str, dict] = {
                     "n_shared_experts": None, "q_lora_rank": 1536},
     "deepseek_v3": {"tie_word_embeddings": False, "first_k_dense_replace": 3, "moe_layer_freq": 1,
                     "n_shared_experts": 1, "q_lora_rank": 1536},
+    "deepseek_v32": {"tie_word_embeddings": False, "first_k_dense_replace": 3, "moe_layer_freq": 1,
+                     "n_shared_experts": 1, "q_lora_rank": 1536, "topk_method": "noaux_tc", "index_topk": 2048},
     "gpt_oss": {"tie_word_embeddings": False, "head_dim": 64, "sliding_window": 128},
     "qwen3_5_text": {"tie_word_embeddings": False, "full_attention_interval": 4, "attn_output_gate": True},
     "gpt2": {"n_inner": None, "n_positions": 1024, "tie_word_embeddings": True},
@@ -514,8 +522,10 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
 def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     n_layers = cfg.int("num_hidden_layers")
     heads = cfg.int("num_attention_heads")
+    sparse = cfg.model_type == "deepseek_v32"
     mla = MLASpec(cfg.optional_int("q_lora_rank", minimum=0) or 0, cfg.int("kv_lora_rank"), cfg.int("qk_nope_head_dim"),
-                  cfg.int("qk_rope_head_dim"), cfg.int("v_head_dim"))
+                  cfg.int("qk_rope_head_dim"), cfg.int("v_head_dim"),
+                  *((cfg.int("index_topk"), cfg.int("index_head_dim"), cfg.int("index_n_heads")) if sparse else ()))
     first_dense, freq = cfg.int("first_k_dense_replace", minimum=0), cfg.int("moe_layer_freq")
     moe = MoESpec(cfg.int("n_routed_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
                   n_shared=cfg.optional_int("n_shared_experts", minimum=0) or 0,
@@ -523,7 +533,8 @@ def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) ->
                   router_bias=cfg.get("topk_method") == "noaux_tc")  # e_score_correction_bias
     intermediate = cfg.int("intermediate_size")
     layers = [LayerSpec("mla", heads, heads, mla.qk_nope_head_dim + mla.qk_rope_head_dim,
-                        mlp="moe" if i >= first_dense and i % freq == 0 else "dense", intermediate=intermediate)
+                        mlp="moe" if i >= first_dense and i % freq == 0 else "dense", intermediate=intermediate,
+                        reads=mla.index_topk or None)
               for i in range(n_layers)]
     if cfg.get("num_nextn_predict_layers"):
         notes.append("multi-token-prediction (MTP) module not counted: it is used only for speculative decoding "
@@ -744,6 +755,7 @@ def _read_falcon(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
 _READERS = {
     "deepseek_v2": _read_deepseek,
     "deepseek_v3": _read_deepseek,
+    "deepseek_v32": _read_deepseek,
     "gpt_oss": _read_gpt_oss,
     "gemma4_text": _read_gemma4,
     "qwen3_5_text": _read_qwen3_5,
@@ -922,6 +934,11 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
         q_shapes = ((m.q_lora_rank, h), (q_dim, m.q_lora_rank)) if m.q_lora_rank else ((q_dim, h),)
         kv_shapes = ((m.kv_lora_rank + m.qk_rope_head_dim, h),
                      (layer.n_heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank))
+        if m.index_topk:  # the indexer: its queries from the q latent, one key and one weight per head per token
+            index_q = m.index_n_heads * m.index_head_dim
+            q += (m.q_lora_rank or h) * index_q + h * m.index_head_dim + h * m.index_n_heads
+            q_shapes += ((index_q, m.q_lora_rank or h), (m.index_head_dim, h), (m.index_n_heads, h))
+            norms += 2 * m.index_head_dim  # its key LayerNorm
         groups.append(WeightGroup("attn_qkv", q + kv_a + kv_b, "linear", shapes=q_shapes + kv_shapes))
         groups.append(WeightGroup("attn_out", layer.n_heads * m.v_head_dim * h, "linear",
                                   shapes=((h, layer.n_heads * m.v_head_dim),)))

@@ -90,10 +90,17 @@ def kv_bytes_per_token(spec: ModelSpec, layer: LayerSpec, kv_bits: float, tp: in
     """Cached bytes per token for one layer on one device."""
     if layer.attention == "linear":
         return 0.0
-    if layer.attention == "mla":
-        return (spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * kv_bits / 8  # replicated across TP
+    if layer.attention == "mla":  # replicated across TP, with the sparse-attention indexer's keys where present
+        return (spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * kv_bits / 8 + index_key_bytes(spec)
     heads = math.ceil(layer.n_kv_heads / tp)
     return heads * layer.head_dim * (1 if layer.k_eq_v else 2) * kv_bits / 8
+
+
+def index_key_bytes(spec: ModelSpec) -> float:
+    """Bytes per token of DeepSeek sparse attention's indexer keys: index_head_dim values in FP8 and one fp32
+    scale (DeepSeek-V3.2's release caches them so)."""
+    m = spec.mla
+    return m.index_head_dim + 4 if m is not None and m.index_topk else 0.0
 
 
 def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> float:
@@ -205,8 +212,9 @@ def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act
         t.add(Group("attention", "attention", dtype, count), terms, multi)
         return
     heads = layer.n_heads / tp
-    w = layer.window
-    per_token = kv_bytes_per_token(spec, layer, kv_bits, tp)
+    w = layer.reads or layer.window
+    per_token = kv_bytes_per_token(spec, layer, kv_bits, tp) - (index_key_bytes(spec) if layer.attention == "mla"
+                                                                  else 0.0)
 
     def terms(d_qk: float, d_v: float) -> dict:
         # read the cache (at most a window of it), write the new tokens' K/V
@@ -220,6 +228,11 @@ def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act
         single = terms(m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank)
         multi = terms(m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim)
         t.add(Group("attention", "attention", dtype, count), single, multi)
+        if m.index_topk:  # the indexer scores every cached token (its own keys), the attention reads the top-k
+            ib = index_key_bytes(spec)
+            t.add(Group("indexer", "attention", dtype, count),
+                  {FLOPS: {"keys:None": 2 * m.index_n_heads * m.index_head_dim},
+                   KV: {"cached:None": ib, "tokens": ib}, ACT: {"tokens": m.index_n_heads * m.index_head_dim * act}})
     else:
         t.add(Group("attention", "attention", dtype, count), terms(layer.head_dim, layer.head_dim))
 
@@ -295,8 +308,10 @@ class CompiledStep:
                  routing_skew: float = 0.0):
         self.spec, self.fmt, self.kv_bits, self.tp, self.pp = spec, fmt, kv_bits, tp, pp
         self.routing_skew = routing_skew  # the estimate's routing (0: uniform); the ceiling's is the fewest experts
-        self.windows = sorted({layer.window for layer, _ in spec.layer_kinds if layer.attention != "linear"},
-                              key=lambda w: -1 if w is None else w)
+        reads = {layer.reads or layer.window for layer, _ in spec.layer_kinds if layer.attention != "linear"}
+        if spec.mla is not None and spec.mla.index_topk:
+            reads.add(None)  # the sparse-attention indexer reads every cached token
+        self.windows = sorted(reads, key=lambda w: -1 if w is None else w)
         basis = ["one", "tokens", "sequences"] + [f"{kind}:{w}" for w in self.windows for kind in ("keys", "cached")]
         if spec.moe is not None:
             basis.append("experts")
