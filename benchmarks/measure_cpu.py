@@ -3,7 +3,7 @@
     python benchmarks/measure_cpu.py [--quick] [--out docs/measure-results.md]
 
 1. `llm-roofline measure --device cpu` -> docs/img/profile-cpu.png and the profile JSON (benchmarks/out/)
-2. `likwid-bench -t load_avx512` (or load_avx / load) over a 2 GB buffer on all cores, in the same session:
+2. `likwid-bench -t load_avx512` (or load_avx / load) over a 2 GB buffer on all cores, in the same run:
    an independent large-buffer read bandwidth (Debian package likwid), compared with ours
 3. `llm-roofline bench` for smollm2-135m, qwen2.5-0.5b and llama-3.2-1b in f32 and bf16 at batch 1 and 8:
    measured tokens/s beside the estimate from the profile alone
@@ -73,7 +73,7 @@ def main() -> None:
         f"{m['platform']}; Python {m['python']}, PyTorch {m['torch']}, numpy {m.get('numpy')}; "
         f"profile {'--quick' if args.quick else 'full'}.",
         "",
-        "### Bandwidth against an independent tool (same session)",
+        "### Bandwidth against an independent tool (same run)",
         "",
         "| tool | large-buffer read GB/s |",
         "|---|---|",
