@@ -58,12 +58,22 @@ class FakeServer(BaseHTTPRequestHandler):
         prompt_tokens = len((req.get("prompt") or req["messages"][0]["content"]).split())
         send({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
         send("[DONE]")
-        self.wfile.write(b"0\r\n\r\n")
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client may hang up once it has read [DONE]
+            pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hangs up after [DONE] is no error of the code under test
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
+    httpd = QuietServer(("127.0.0.1", 0), FakeServer)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
