@@ -16,7 +16,8 @@ models_app = typer.Typer(no_args_is_help=True, help="The model catalog.")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 
-from .cli_common import Flag, DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split  # noqa: E402
+from .cli_common import (DEFAULT_HARDWARE, CategoryOpt, Flag, JsonOpt, KvCacheOpt, MinMemoryOpt,  # noqa: E402
+                         _console, _print_json, _split, check_outputs)
 
 
 def _version(value: bool) -> None:
@@ -42,8 +43,7 @@ def predict(
     hardware: Annotated[str, typer.Option("--hardware", "-H", help="Device id or alias, or a profile JSON.")]
     = DEFAULT_HARDWARE,
     weights: Annotated[Optional[str], typer.Option(help="Weight format (default: the checkpoint's dtype).")] = None,
-    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
-    = None,
+    kv_cache: KvCacheOpt = None,
     batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
     prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence (prefill).")] = 512,
     context: Annotated[Optional[int], typer.Option(help="KV depth when decoding starts (default: the prompt).")]
@@ -79,14 +79,7 @@ def predict(
     """Decode and prefill speed, memory fit and the per-operator roofline of MODEL on a device."""
     from .roofline import predict as run
 
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
-    if html:
-        from .report import check_html_path
-
-        check_html_path(html)
+    check_outputs(plot=plot, html=html)
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
@@ -240,14 +233,10 @@ def compare(
     models: Annotated[list[str], typer.Argument(help="One or more models.")],
     hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (repeat or comma-separate); "
                                                 "`all` for the catalog.")] = [DEFAULT_HARDWARE],  # noqa: B006
-    category: Annotated[list[str], typer.Option(help="Only devices of these categories (consumer_gpu, "
-                                                "datacenter_gpu, apple_soc, ... or a class: datacenter, consumer, "
-                                                "apple, cpu, soc).")] = [],  # noqa: B006
-    min_memory_gb: Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only devices with at least "
-                                                           "this much memory (GB).")] = None,
+    category: CategoryOpt = [],  # noqa: B006
+    min_memory_gb: MinMemoryOpt = None,
     weights: Annotated[list[str], typer.Option(help="Weight formats (repeat or comma-separate).")] = [],  # noqa: B006
-    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
-    = None,
+    kv_cache: KvCacheOpt = None,
     batch: Annotated[int, typer.Option(help="Concurrent sequences.")] = 1,
     prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 512,
     context: Annotated[Optional[int], typer.Option(help="KV depth when decoding starts (default: the prompt).")]
@@ -273,18 +262,7 @@ def compare(
             "memory": lambda p: p.memory.total_gb}
     if sort not in keys:
         raise UserError(f"--sort must be one of {', '.join(keys)}, got {sort!r}")
-    if csv:
-        from .files import check_output_path
-
-        check_output_path(csv, "--csv", (".csv",))
-    if html:
-        from .report import check_html_path
-
-        check_html_path(html)
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
+    check_outputs(csv, plot, html)
     formats = _split(weights, "--weights") or [None]
     names, devices = _split(models, "MODELS"), _split(hardware, "--hardware")
     if not names:
@@ -369,10 +347,7 @@ def measure(
     from .measure.micro import measure as run
 
     _check_out(out)
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
+    check_outputs(plot=plot)
     dev = resolve_device(device)
     from rich.progress import Progress
 
@@ -445,10 +420,7 @@ def bench(
         batches = tuple(int(b) for b in _split(batch, "--batch"))
     except ValueError:
         raise UserError(f"--batch takes whole numbers, got {', '.join(batch)}") from None
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
+    check_outputs(plot=plot)
     dev = resolve_device(device)
     try:
         import transformers  # noqa: F401
@@ -512,14 +484,7 @@ def validate(
     """Predict public measurements row by row: error per metric, ceiling violations, rows that could not be predicted."""
     from .validate import plot_validation, validate as run
 
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
-    if html:
-        from .report import check_html_path
-
-        check_html_path(html)
+    check_outputs(plot=plot, html=html)
     from .cli_common import SourceProgress
 
     with SourceProgress("refitting without each source") as progress:

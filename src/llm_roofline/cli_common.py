@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,6 +16,27 @@ def Flag(*decls, **kw):
 
 
 DEFAULT_HARDWARE = "h100"
+KvCacheOpt = Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
+CategoryOpt = Annotated[list[str], typer.Option(help="Only devices of these categories (consumer_gpu, datacenter_gpu, "
+                                                "apple_soc, ... or a class: datacenter, consumer, apple, cpu, soc).")]
+MinMemoryOpt = Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only devices with at least this much "
+                                                       "memory (GB).")]
+
+
+def check_outputs(csv: str | None = None, plot: str | None = None, html: str | None = None) -> None:
+    """Refuse a bad --csv, --plot or --html destination before any work starts."""
+    if csv:
+        from .files import check_output_path
+
+        check_output_path(csv, "--csv", (".csv",))
+    if plot:
+        from .plots import check_plot_path
+
+        check_plot_path(plot)
+    if html:
+        from .report import check_html_path
+
+        check_html_path(html)
 JsonOpt = Annotated[bool, Flag("--json", help="Machine-readable output.")]
 
 

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import Flag, JsonOpt, _console, _print_json, _split
+from .cli_common import (CategoryOpt, Flag, JsonOpt, KvCacheOpt, MinMemoryOpt, _console, _print_json, _split,
+                         check_outputs)
 from .errors import UserError
 
 TABLE_ROWS = 20
@@ -29,10 +30,8 @@ def plan(
     model: Annotated[str, typer.Argument(help="Catalog id, Hugging Face repo id, or path to a config.json / dir.")],
     hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Candidate devices (comma-separated or "
                                                 "repeated); `all` for the catalog.")] = ["h100"],  # noqa: B006
-    category: Annotated[list[str], typer.Option(help="Only candidates of these categories or classes.")]
-    = [],  # noqa: B006
-    min_memory_gb: Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only candidates with at "
-                                                           "least this much memory (GB).")] = None,
+    category: CategoryOpt = [],  # noqa: B006
+    min_memory_gb: MinMemoryOpt = None,
     weights: Annotated[list[str], typer.Option(help="Candidate weight formats (default: the checkpoint's dtype).")]
     = [],  # noqa: B006
     prompt: Annotated[int, typer.Option(help="Prompt tokens per request.")] = 1024,
@@ -49,8 +48,7 @@ def plan(
     max_devices: Annotated[int, typer.Option("--max-devices", help="Most devices per configuration (tp x pp x "
                                              "replicas).")] = 8,
     engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
-    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
-    = None,
+    kv_cache: KvCacheOpt = None,
     price: Annotated[list[str], typer.Option(help="USD per device hour, DEVICE=USD (repeat); overrides the "
                                              "shipped public prices.")] = [],  # noqa: B006
     csv: Annotated[Optional[str], typer.Option("--csv", help="Write every feasible configuration to FILE.csv.")]
@@ -65,14 +63,7 @@ def plan(
     from .hardware import select_hardware
     from .plan import plan as run
 
-    if csv:
-        from .files import check_output_path
-
-        check_output_path(csv, "--csv", (".csv",))
-    if html:
-        from .report import check_html_path
-
-        check_html_path(html)
+    check_outputs(csv=csv, html=html)
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
     result = run(model, devices, weights=_split(weights, "--weights") or None, prompt=prompt, gen=gen, rate=rate,
                  users=users, tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms, max_devices=max_devices,

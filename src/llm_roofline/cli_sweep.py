@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import DEFAULT_HARDWARE, JsonOpt, _console, _print_json, _split, parse_values
+from .cli_common import (DEFAULT_HARDWARE, CategoryOpt, JsonOpt, KvCacheOpt, MinMemoryOpt, _console, _print_json,
+                         _split, check_outputs, parse_values)
 from .errors import UserError
 
 TABLE_ROWS = 40  # the terminal shows the trade-off curves; every configuration goes to --csv / --json
@@ -31,15 +32,11 @@ def sweep(
     model: Annotated[str, typer.Argument(help="Catalog id, Hugging Face repo id, or path to a config.json / dir.")],
     hardware: Annotated[list[str], typer.Option("--hardware", "-H", help="Devices (comma-separated or repeated); "
                                                 "`all` for the catalog.")] = [DEFAULT_HARDWARE],  # noqa: B006
-    category: Annotated[list[str], typer.Option(help="Only devices of these categories (consumer_gpu, "
-                                                "datacenter_gpu, apple_soc, ... or a class: datacenter, consumer, "
-                                                "apple, cpu, soc).")] = [],  # noqa: B006
-    min_memory_gb: Annotated[Optional[float], typer.Option("--min-memory-gb", help="Only devices with at least "
-                                                           "this much memory (GB).")] = None,
+    category: CategoryOpt = [],  # noqa: B006
+    min_memory_gb: MinMemoryOpt = None,
     weights: Annotated[list[str], typer.Option(help="Weight formats, e.g. f16,q4_k_m (default: the checkpoint's "
                                                "dtype).")] = [],  # noqa: B006
-    kv_cache: Annotated[Optional[str], typer.Option("--kv-cache", help="KV-cache format (default f16/bf16).")]
-    = None,
+    kv_cache: KvCacheOpt = None,
     batch: Annotated[list[str], typer.Option(help="Concurrent sequences: values and ranges, 1,8,64 or 1-512 "
                                              "(the powers of two between).")] = ["1-256"],  # noqa: B006
     context: Annotated[list[str], typer.Option(help="KV depth when decoding starts: 1k,8k,32k (k = 1024; "
@@ -61,20 +58,10 @@ def sweep(
     evaluation per device, format and layout."""
     import numpy as np
 
-    from .files import check_output_path
     from .hardware import select_hardware
     from .sweeps import pareto_front, sweep_configs
 
-    if csv:
-        check_output_path(csv, "--csv", (".csv",))
-    if plot:
-        from .plots import check_plot_path
-
-        check_plot_path(plot)
-    if html:
-        from .report import check_html_path
-
-        check_html_path(html)
+    check_outputs(csv, plot, html)
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
     formats = _split(weights, "--weights") or [None]
     batches = parse_values(batch, "--batch")
