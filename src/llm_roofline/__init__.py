@@ -41,5 +41,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups find it without this function
+        return value
     raise AttributeError(f"module 'llm_roofline' has no attribute {name!r}")

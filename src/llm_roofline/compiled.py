@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .formats import WeightFormat, kv_bits, load_format
 from .hardware import Hardware, load_hardware
 from .memory import GB, Footprint, memory_budget
 from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult, Workload)
+from .scalar import ScalarPhase, ScalarStep
+from .scalar import applies as scalar_applies
 from .step import CompiledStep
 from .timing import (DeviceStep, Efficiency, PhaseTimes, decode_times, pipelined_decode_ceiling, prefill_times)
 
@@ -118,6 +121,7 @@ class Compiled:
         self.footprint = shared.footprint.with_overhead(hw.defaults.runtime_overhead_gb * GB)
         from .engines import speed_range
 
+        self.scalar = ScalarStep(self.device) if scalar_applies(self.device, hw, pp) else None
         self.decode_range = speed_range(engine, "decode")
         self.prefill_range = speed_range(engine, "prefill")
 
@@ -163,9 +167,8 @@ class Compiled:
         check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
         spec, hw, fmt = self.spec, self.hw, self.fmt
         depth = prompt if context is None else context
-        t = self.times(batch, prompt, depth, gen, rows=True)
         eff = self.efficiency_at(batch) if self.per_batch_overhead else self.efficiency
-        d, p = t.decode, t.prefill
+        d, p, ceiling_s, bandwidth = self._one(eff, batch, prompt, depth, gen)
         notes = list(spec.notes)
         mem = memory_budget(spec, fmt, self.kv_bits, batch, prompt, depth + gen, self.tp, hw.memory_gb,
                             hw.defaults.runtime_overhead_gb, self.pp, self.footprint)
@@ -202,58 +205,78 @@ class Compiled:
                          "model's step plus the hand-offs); the ceiling lets an engine pipeline micro-batches of the "
                          f"batch (the best of 1..{self.pp}); bytes and the operator table are the whole model's, each "
                          f"stage reads 1/{self.pp} of them")
-        ceiling_s, estimate_s = float(t.decode_ceiling_s[0]), float(d.estimate_s[0])
+        estimate_s = d.estimate_s
         d_low, d_high = self.decode_range
         p_low, p_high = self.prefill_range
-        d_bytes, d_kv = float(d.bytes[0]), float(d.kv_bytes[0])
-        decode_bound = "compute" if d.compute_s[0] > d.memory_s[0] + d.link_s[0] else "memory"
+        d_bytes, d_kv = d.bytes, d.kv_bytes
+        decode_bound = "compute" if d.compute_s > d.memory_s + d.link_s else "memory"
         decode = DecodeResult(
             ceiling_tok_s=1 / ceiling_s, estimate_tok_s=1 / estimate_s,
             estimate_low_tok_s=min(d_low / estimate_s, 1 / ceiling_s),
             estimate_high_tok_s=min(d_high / estimate_s, 1 / ceiling_s),
             ceiling_throughput_tok_s=batch / ceiling_s, estimate_throughput_tok_s=batch / estimate_s,
             tpot_floor_ms=ceiling_s * 1e3, tpot_ms=estimate_s * 1e3, bytes_per_step=d_bytes,
-            weight_bytes_per_step=float(d.weight_bytes[0]), kv_bytes_per_step=d_kv, flops_per_step=float(d.flops[0]),
-            intensity_flop_per_byte=float(d.flops[0]) / d_bytes, bound=decode_bound,
+            weight_bytes_per_step=d.weight_bytes, kv_bytes_per_step=d_kv, flops_per_step=d.flops,
+            intensity_flop_per_byte=d.flops / d_bytes, bound=decode_bound,
             memory_bound_by=None if decode_bound == "compute" else ("kv_cache" if d_kv / d_bytes > 0.5 else "weights"),
-            compute_ms=float(d.compute_s[0]) * 1e3, memory_ms=float(d.memory_s[0]) * 1e3,
-            link_ms=float(d.link_s[0]) * 1e3, ceiling_bytes_per_step=float(d.ceiling_bytes[0]),
+            compute_ms=d.compute_s * 1e3, memory_ms=d.memory_s * 1e3,
+            link_ms=d.link_s * 1e3, ceiling_bytes_per_step=d.ceiling_bytes,
         )
-        p_ceiling, p_estimate = float(p.ceiling_s[0]), float(p.estimate_s[0])
+        p_ceiling, p_estimate = p.ceiling_s, p.estimate_s
         prefill = PrefillResult(
             ttft_floor_ms=p_ceiling * 1e3, ttft_ms=p_estimate * 1e3,
             ttft_low_ms=max(p_estimate / p_high, p_ceiling) * 1e3, ttft_high_ms=max(p_estimate / p_low, p_ceiling) * 1e3,
             ceiling_tok_s=batch * prompt / p_ceiling, estimate_tok_s=batch * prompt / p_estimate,
-            flops=float(p.flops[0]), bytes=float(p.bytes[0]), intensity_flop_per_byte=float(p.flops[0] / p.bytes[0]),
-            bound="compute" if p.compute_s[0] > p.memory_s[0] + p.link_s[0] else "memory",
-            compute_ms=float(p.compute_s[0]) * 1e3, memory_ms=float(p.memory_s[0]) * 1e3,
-            link_ms=float(p.link_s[0]) * 1e3,
+            flops=p.flops, bytes=p.bytes, intensity_flop_per_byte=p.flops / p.bytes,
+            bound="compute" if p.compute_s > p.memory_s + p.link_s else "memory",
+            compute_ms=p.compute_s * 1e3, memory_ms=p.memory_s * 1e3, link_ms=p.link_s * 1e3,
         )
-        bandwidth = float(t.bandwidth_gbps[0])
-        hw_info = HardwareInfo(hw.id, hw.name, bandwidth, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps,
-                               hw.ridge_point(fmt.compute) if bandwidth == hw.bandwidth_gbps else
-                               replace(hw, bandwidth_gbps=bandwidth).ridge_point(fmt.compute),
-                               *reversed(hw.peak(fmt.compute)), hw.confidence, hw.sources, hw.aliases,
-                               hw.memory_type, hw.sm_cycles_per_s, hw.quantized_matmul_tops, hw.compute_capability)
         return Prediction(
-            model=ModelInfo(spec.id, spec.model_type, self.counts.total, self.counts.active, self.weight_bytes_total,
-                            fmt.id, spec.source),
-            hardware=hw_info,
+            model=self.model_info, hardware=self._hardware_info(bandwidth),
             workload=Workload(fmt.id, self.kv_name, batch, prompt, depth, gen, self.tp, self.engine, self.pp),
             efficiency=eff, decode=decode, prefill=prefill, memory=mem,
             operators=self._rows("decode", d) + self._rows("prefill", p), notes=tuple(notes))
 
-    def _rows(self, phase: str, times: PhaseTimes) -> tuple[OperatorRow, ...]:
+    @property
+    def model_info(self) -> ModelInfo:
+        if not hasattr(self, "_model_info"):
+            spec = self.spec
+            self._model_info = ModelInfo(spec.id, spec.model_type, self.counts.total, self.counts.active,
+                                         self.weight_bytes_total, self.fmt.id, spec.source)
+        return self._model_info
+
+    def _hardware_info(self, bandwidth: float) -> HardwareInfo:
+        """The device as predict reports it, at the bandwidth used (a measured profile's at the working set)."""
+        hw, fmt = self.hw, self.fmt
+        if getattr(self, "_hardware_args", (None,))[0] != bandwidth:
+            ridge = hw.ridge_point(fmt.compute) if bandwidth == hw.bandwidth_gbps else \
+                replace(hw, bandwidth_gbps=bandwidth).ridge_point(fmt.compute)
+            self._hardware_args = (bandwidth, ridge, *reversed(hw.peak(fmt.compute)))
+        _, ridge, dtype, tflops = self._hardware_args
+        return HardwareInfo(hw.id, hw.name, bandwidth, hw.memory_gb, dict(hw.peak_tflops), hw.link_gbps, ridge, dtype,
+                            tflops, hw.confidence, hw.sources, hw.aliases, hw.memory_type, hw.sm_cycles_per_s,
+                            hw.quantized_matmul_tops, hw.compute_capability)
+
+    def _one(self, eff: Efficiency, batch: int, prompt: int, depth: int, gen: int):
+        """(decode, prefill, decode ceiling s, bandwidth GB/s) of one workload: in plain floats where scalar.py
+        covers the step, else the first workload of the vectorised path."""
+        if self.scalar is not None:
+            bw = self.hw.bandwidth_gbps
+            decode = self.scalar.decode(eff, batch, depth, gen, bw)
+            return decode, self.scalar.prefill(eff, batch, prompt, max(0, depth - prompt), bw), decode.ceiling_s, bw
+        t = self.times(batch, prompt, depth, gen, rows=True)
+        return (ScalarPhase.first(t.decode), ScalarPhase.first(t.prefill), float(t.decode_ceiling_s[0]),
+                float(t.bandwidth_gbps[0]))
+
+    def _rows(self, phase: str, times: ScalarPhase) -> tuple[OperatorRow, ...]:
         """The operator table: groups of the same name summed (the attention of every kind of layer, ...)."""
-        r = {k: v[:, 0].tolist() for k, v in times.rows.items()}
         out = []
-        for i, (name, kind, count, dtype) in enumerate(self.row_info):
-            moved = r["weight_bytes"][i] + r["kv_bytes"][i] + r["act_bytes"][i]
-            bound = "link" if kind in ("allreduce", "handoff") else (
-                "compute" if r["compute_s"][i] > r["memory_s"][i] else "memory")
-            out.append(OperatorRow(phase, name, kind, count, r["flops"][i], r["weight_bytes"][i], r["kv_bytes"][i],
-                                   r["act_bytes"][i], r["comm_bytes"][i], r["flops"][i] / moved if moved else None,
-                                   dtype, r["ceiling_s"][i] * 1e3, r["estimate_s"][i] * 1e3, bound))
+        for (name, kind, count, dtype), (flops, w, kv, act, comm, ceiling, estimate, compute, memory) in zip(
+                self.row_info, times.rows):
+            moved = w + kv + act
+            bound = "link" if kind in ("allreduce", "handoff") else ("compute" if compute > memory else "memory")
+            out.append(OperatorRow.of(phase, name, kind, count, flops, w, kv, act, comm,
+                                      flops / moved if moved else None, dtype, ceiling * 1e3, estimate * 1e3, bound))
         return tuple(out)
 
     @property
@@ -304,11 +327,11 @@ def _device_free(spec: ModelSpec, fmt: WeightFormat, kv: float, tp: int, pp: int
 def _key(value):
     """A cache key for a model or device argument: names and unchanged files; None for objects."""
     if isinstance(value, (str, Path)):
-        path = Path(value)
         try:
-            return (str(value), os.stat(path).st_mtime_ns) if path.is_file() else str(value)
+            st = os.stat(value)
         except (OSError, ValueError):
             return str(value)
+        return (str(value), st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else str(value)
     return None
 
 

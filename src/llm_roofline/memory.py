@@ -135,6 +135,8 @@ class Footprint:
 
         self.act_token_fixed, self.act_token_split, self.act_sequence_split = _activation_coefficients(spec, fmt)
         self._weights: dict[int, float] = {}
+        self._kv_terms: dict[int, tuple] = {}
+        self.windows = tuple({w for *_, w in self.kinds if w})  # kinks of the total in the length
 
     def with_overhead(self, overhead_bytes: float) -> "Footprint":
         """The same footprint with another runtime overhead (a device class's)."""
@@ -154,12 +156,25 @@ class Footprint:
     def kv(self, length, tp=1):
         """KV cache and state bytes of one sequence `length` tokens deep on the heaviest device."""
         if isinstance(tp, int) and isinstance(length, (int, float)):  # plain numbers: no numpy call per term
-            kept = sum(b * (-(-heads // tp) if heads else 1) * (length if w is None else min(length, w))
-                       for b, heads, w in self.kinds)
+            per_window, state = self._kv_by_window(tp)
+            for w, c in per_window:
+                state += c * (length if w is None or length < w else w)
+            return state
         else:
             kept = sum(b * (np.ceil(heads / tp) if heads else 1) * (length if w is None else np.minimum(length, w))
                        for b, heads, w in self.kinds)
         return self.layer_share * (kept + self.state / tp)
+
+    def _kv_by_window(self, tp: int) -> tuple[tuple, float]:
+        """kv() on plain numbers, for one layout: ((window, bytes per token kept under it), ...) and the state,
+        with the layer share applied."""
+        hit = self._kv_terms.get(tp)
+        if hit is None:
+            per: dict = {}
+            for b, heads, w in self.kinds:
+                per[w] = per.get(w, 0.0) + self.layer_share * b * (-(-heads // tp) if heads else 1)
+            hit = self._kv_terms[tp] = (tuple(per.items()), self.layer_share * self.state / tp)
+        return hit
 
     def activations(self, prompt, tp=1):
         return prompt * (self.act_token_fixed + self.act_token_split / tp) + self.act_sequence_split / tp
@@ -175,8 +190,9 @@ class Footprint:
     def max_batch(self, prompt, length, capacity, tp=1, upper: int = 1 << 24):
         """Largest batch whose total fits (the total is affine in the batch): solved, then checked at +-1."""
         room = capacity - self.weights(tp) - self.overhead
-        each = self.kv(length, tp) + self.activations(np.minimum(prompt, length), tp)
-        if np.ndim(room) == np.ndim(each) == 0:
+        scalar = isinstance(tp, int) and all(isinstance(x, (int, float)) for x in (prompt, length, capacity))
+        each = self.kv(length, tp) + self.activations(min(prompt, length) if scalar else np.minimum(prompt, length), tp)
+        if scalar:
             b = min(max(math.floor(room / each), 0), upper)
             if b > 0 and self._total(b, prompt, length, tp) > capacity:
                 b -= 1
@@ -194,20 +210,20 @@ class Footprint:
         def total(n):
             return self._total(batch, prompt, n, tp)
 
-        if total(1) > capacity:
+        lo, at_lo = 1, total(1)
+        if at_lo > capacity:
             return 0
-        kinks = sorted({upper} | {k for k in (prompt, *(w for *_, w in self.kinds if w)) if 1 < k < upper})
-        lo = 1
+        kinks = sorted({upper} | {k for k in (prompt, *self.windows) if 1 < k < upper})
         for hi in kinks:
             if hi <= lo:
                 continue
-            if total(hi) <= capacity:
-                lo = hi
+            at_hi = total(hi)
+            if at_hi <= capacity:
+                lo, at_lo = hi, at_hi
                 continue
-            slope = (total(hi) - total(lo)) / (hi - lo)
-            n = lo + int((capacity - total(lo)) // slope)
+            n = lo + int((capacity - at_lo) // ((at_hi - at_lo) / (hi - lo)))
             n = max(lo, min(n, hi - 1))
-            while n > lo and total(n) > capacity:
+            while n > lo and total(n) > capacity:  # rounding: at most a step or two either way
                 n -= 1
             while n + 1 < hi and total(n + 1) <= capacity:
                 n += 1
@@ -217,7 +233,7 @@ class Footprint:
     def min_devices(self, batch, prompt, length, capacity):
         """Smallest tensor-parallel group (of the counts _device_counts walks) whose heaviest device fits,
         evaluated for every count at once; 0 where none up to MAX_DEVICES does."""
-        if np.ndim(batch) == np.ndim(prompt) == np.ndim(length) == 0 and \
+        if all(isinstance(x, (int, float)) for x in (batch, prompt, length)) and \
                 self._total(batch, prompt, length, 1) <= capacity:
             return np.array([1])  # the common case, without evaluating every count
         counts = DEVICE_COUNTS[:, None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from .memory import MemoryResult
 from .timing import Efficiency
@@ -27,6 +27,17 @@ class OperatorRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def of(cls, *values) -> "OperatorRow":
+        """A row from its fields' values in order, without the generated __init__'s object.__setattr__ per field
+        (a prediction makes a dozen rows or more; the row is the same frozen object)."""
+        row = object.__new__(cls)
+        row.__dict__.update(zip(_ROW_FIELDS, values))
+        return row
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(OperatorRow))
 
 
 @dataclass(frozen=True)
