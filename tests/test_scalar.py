@@ -25,6 +25,8 @@ CASES = [  # model, device, options: windows, MoE, MLA, linear attention, Mamba,
     ("llama-3.1-70b", "h100", {"weights": "fp8", "tp": 4, "engine": "tensorrt-llm"}),
     ("qwen2.5-7b", "amd-epyc-9654", {"weights": "q4_0"}),
     ("opt-6.7b", "mi300x", {"engine": "vllm"}),
+    ("qwen3-30b-a3b", "h100", {"tp": 2, "ep": 8, "engine": "vllm"}),
+    ("deepseek-v3", "h200", {"weights": "fp8", "tp": 8, "ep": 16}),
 ]
 
 

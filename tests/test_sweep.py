@@ -14,6 +14,8 @@ CASES = [  # model, device, options: windows, MoE, MLA, linear attention, tensor
     ("qwen3.5-27b", "h100", {"tp": 2}),
     ("llama-3.1-70b", "3090", {"weights": "q4_k_m", "pp": 2, "engine": "llama.cpp-cuda"}),
     ("gpt-oss-20b", "a100", {"weights": "mxfp4", "pp": 3}),
+    ("qwen3-30b-a3b", "h100", {"tp": 2, "ep": 8, "engine": "vllm"}),
+    ("deepseek-v3", "h200", {"weights": "fp8", "tp": 8, "ep": 16, "pp": 2}),
 ]
 
 
@@ -98,8 +100,8 @@ def test_factored_grid_equals_every_workload_evaluated(model, device, options):
 
     c = compile(model, device, **options)
     parts = factor(c)
-    if options.get("pp", 1) > 1:
-        assert parts is None  # a pipeline's ceiling micro-batches: not separable
+    if options.get("pp", 1) > 1 or options.get("ep", 1) > options.get("tp", 1):
+        assert parts is None  # a pipeline's ceiling micro-batches, replicas' attention follows ceil(B / dp)
         return
     assert parts is not None
     rng = np.random.default_rng(7)

@@ -52,6 +52,9 @@ def predict(
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel devices (per pipeline stage).")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline stages: the layers split over this many devices "
                                                  "(llama.cpp's default on several GPUs); devices = tp x pp.")] = 1,
+    ep: Annotated[int, typer.Option("--ep", help="MoE: expert-parallel devices per stage, a multiple of --tp (whole "
+                                                 "experts spread over them, the rest in ep/tp data-parallel "
+                                                 "replicas, all-to-all traffic); devices = ep x pp.")] = 1,
     engine: Annotated[Optional[str], typer.Option(help="Inference engine whose fitted efficiency profile the "
                                                        "estimate uses (llama.cpp-cuda, vllm, tensorrt-llm, ...).")]
     = None,
@@ -83,7 +86,7 @@ def predict(
     p = run(model, hardware, weights=weights, kv_cache=kv_cache, batch=batch, prompt=prompt, context=context,
             gen=gen, tp=tp, pp=pp, engine=engine, bandwidth_efficiency=bandwidth_efficiency,
             compute_efficiency=compute_efficiency, step_overhead_us=step_overhead_us, draft=draft,
-            draft_tokens=draft_tokens, acceptance=acceptance, routing_skew=routing_skew, mtp=mtp)
+            draft_tokens=draft_tokens, acceptance=acceptance, routing_skew=routing_skew, mtp=mtp, ep=ep)
     if plot:
         from .plots import plot_roofline
 
@@ -122,7 +125,7 @@ def _prediction_html(p, path: str) -> None:
     w = p.workload
     write_html(path, f"{p.model.id} ({w.weights}) on {p.hardware.name}", [
         ("p", f"batch {w.batch}, prompt {w.prompt}, decode {w.gen} tokens from KV depth {w.context}, tp {w.tp}, "
-              f"pp {w.pp}"), ("html", headline),
+              f"pp {w.pp}" + (f", ep {w.ep}" if w.ep > 1 else "")), ("html", headline),
         ("p", f"memory per device {m.total_gb:,.1f} GB of {m.capacity_gb:,.0f} GiB: "
               + ("fits" if m.fits else f"does not fit (needs {m.min_devices or '>4096'} devices)")),
         ("h2", "Roofline"), ("html", svg_of(plot_roofline, p)), ("h2", "Operators"), ("html", ops),
@@ -140,7 +143,8 @@ def _show_prediction(p, explain: bool) -> None:
               f"({hw.bandwidth_gbps:,.0f} GB/s, {hw.matmul_tflops or 0:,.1f} TFLOPS {hw.matmul_dtype})")
     con.print(f"batch {w.batch}, prompt {w.prompt}, decode {w.gen} tokens from KV depth {w.context}, "
               f"KV cache {w.kv_cache}" + (f", tensor parallel {w.tp}" if w.tp > 1 else "")
-              + (f", layers split over {w.pp} devices" if w.pp > 1 else ""))
+              + (f", layers split over {w.pp} devices" if w.pp > 1 else "")
+              + (f", experts over {w.ep} devices" if w.ep > 1 else ""))
     t = Table(show_edge=False, pad_edge=False)
     t.add_column("")
     t.add_column("ceiling", justify="right")

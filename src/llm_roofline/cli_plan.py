@@ -80,9 +80,9 @@ def plan(
     wanted = ", ".join(f"{k} {'>=' if k == 'min_tok_s' else '<='} {v:g}" for k, v in result.targets.items())
     title = (f"{result.model}: {load} of {prompt} in / {gen} out" + (f"; {wanted}" if wanted else "")
              + f" ({len(result.configs)} of {result.candidates} configurations meet it)")
-    header = ("device", "devices", "tp", "pp", "replicas", "weights", "TPOT ms", "TTFT ms", "tok/s/user",
+    header = ("device", "devices", "tp", "pp", "ep", "replicas", "weights", "TPOT ms", "TTFT ms", "tok/s/user",
               "out tok/s", "$/h", "$/Mtok", "binds")
-    rows = [(c.hardware, str(c.devices), str(c.tp), str(c.pp), str(c.replicas), c.weights, f"{c.tpot_ms:,.1f}",
+    rows = [(c.hardware, str(c.devices), str(c.tp), str(c.pp), str(c.ep), str(c.replicas), c.weights, f"{c.tpot_ms:,.1f}",
              f"{c.ttft_ms:,.0f}", f"{c.tok_s_per_user:,.1f}", f"{c.throughput_tok_s:,.0f}",
              "-" if c.cost_per_hour_usd is None else f"{c.cost_per_hour_usd:,.2f}",
              "-" if c.cost_per_mtok_usd is None else f"{c.cost_per_mtok_usd:,.2f}", c.binding)
@@ -114,6 +114,7 @@ def plan(
                         f"{k} {'below' if k == 'min_tok_s' else 'over'} target by {100 * (v - 1):.0f}%"
                         for k, v in ((k, v if v is not None else float('inf')) for k, v in n.misses.items()))
         con.print(f"no configuration meets every target; nearest: {n.devices}x {n.hardware} (tp {n.tp}, pp {n.pp}, "
+                  f"ep {n.ep}, "
                   f"{n.weights}): {why}", highlight=False)
     for note in result.notes:
         con.print(note, highlight=False)

@@ -45,6 +45,8 @@ def sweep(
     gen: Annotated[str, typer.Option(help="Tokens generated per sequence.")] = "256",
     tp: Annotated[list[str], typer.Option("--tp", help="Tensor-parallel sizes, e.g. 1,2,4,8.")] = ["1"],  # noqa: B006
     pp: Annotated[list[str], typer.Option("--pp", help="Pipeline stages (layer split), e.g. 1,2.")] = ["1"],  # noqa: B006
+    ep: Annotated[list[str], typer.Option("--ep", help="MoE: expert-parallel sizes, e.g. 1,8 (each paired with the "
+                                                       "--tp sizes it is a multiple of).")] = ["1"],  # noqa: B006
     engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
     csv: Annotated[Optional[str], typer.Option("--csv", help="Write every configuration to FILE.csv.")] = None,
     plot: Annotated[Optional[str], typer.Option(help="Write the trade-off chart (tok/s per user against tok/s per "
@@ -66,11 +68,11 @@ def sweep(
     formats = _split(weights, "--weights") or [None]
     batches = parse_values(batch, "--batch")
     contexts = parse_values(context, "--context", minimum=0) if context else None
-    tps, pps = parse_values(tp, "--tp"), parse_values(pp, "--pp")
+    tps, pps, eps = parse_values(tp, "--tp"), parse_values(pp, "--pp"), parse_values(ep, "--ep")
     prompt_n, gen_n = parse_values([prompt], "--prompt"), parse_values([gen], "--gen")
     if len(prompt_n) != 1 or len(gen_n) != 1:
         raise UserError("--prompt and --gen take one value each; sweep them with separate runs")
-    results = sweep_configs(model, devices, weights=formats, tp=tps, pp=pps,
+    results = sweep_configs(model, devices, weights=formats, tp=tps, pp=pps, ep=eps,
                             batch=np.array(batches)[:, None], context=None if contexts is None else
                             np.array(contexts)[None, :], prompt=prompt_n[0], gen=gen_n[0], kv_cache=kv_cache,
                             engine=engine)
@@ -86,7 +88,7 @@ def sweep(
         from .plots import plot_sweep
         from .report import svg_of, table, write_html
 
-        cols = ["hardware", "weights", "context", "tp", "pp", "batch", "estimate_tok_s", "throughput_per_device_tok_s",
+        cols = ["hardware", "weights", "context", "tp", "pp", "ep", "batch", "estimate_tok_s", "throughput_per_device_tok_s",
                 "ttft_ms", "tpot_ms", "memory_gb", "fits"]
         rows = [[f"{r[c]:,.1f}" if isinstance(r[c], float) else r[c] for c in cols] for r in records[:5000]]
         write_html(html, f"sweep: {results[0].model}", [
@@ -108,11 +110,11 @@ def sweep(
     t = Table(title=f"{results[0].model}: {len(records):,} configurations, {len(fit):,} fit; the trade-off curve "
                     f"of each device, format and context (every configuration: --csv, --json)",
               show_edge=False, pad_edge=False)
-    for col in ("device", "weights", "context", "tp", "pp", "batch", "tok/s/user", "tok/s/device", "TTFT ms",
+    for col in ("device", "weights", "context", "tp", "pp", "ep", "batch", "tok/s/user", "tok/s/device", "TTFT ms",
                 "TPOT ms", "GB/device"):
         t.add_column(col, justify="left" if col in ("device", "weights") else "right")
     for r in front[:TABLE_ROWS]:
-        t.add_row(r["hardware"], r["weights"], f"{r['context']:,.0f}", str(r["tp"]), str(r["pp"]),
+        t.add_row(r["hardware"], r["weights"], f"{r['context']:,.0f}", str(r["tp"]), str(r["pp"]), str(r["ep"]),
                   f"{r['batch']:,.0f}", f"{r['estimate_tok_s']:,.1f}", f"{r['throughput_per_device_tok_s']:,.0f}",
                   f"{r['ttft_ms']:,.0f}", f"{r['tpot_ms']:,.1f}", f"{r['memory_gb']:,.1f}")
     con = _console()

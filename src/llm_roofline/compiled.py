@@ -21,7 +21,7 @@ from .memory import GB, Footprint, memory_budget
 from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult, Workload)
 from .scalar import ScalarPhase, ScalarStep
 from .scalar import applies as scalar_applies
-from .step import CompiledStep
+from .step import LINK_KINDS, CompiledStep
 from .timing import (DeviceStep, Efficiency, PhaseTimes, decode_times, pipelined_decode_ceiling, prefill_times)
 
 MAX_TOKENS = 1 << 30  # batch, prompt, context, gen: far beyond any device's memory, small enough to stay exact
@@ -82,6 +82,23 @@ def check_pp(spec: ModelSpec, pp: int) -> None:
         raise UserError(f"--pp {pp} is more stages than {spec.id}'s {spec.n_layers} layers; at most {spec.n_layers}")
 
 
+def check_ep(spec: ModelSpec, tp: int, ep: int) -> None:
+    """Expert parallel spreads whole experts over ep devices (a divisor of the experts), each of the ep / tp
+    data-parallel replicas of the dense part being tp devices."""
+    if ep == 1:
+        return
+    if spec.moe is None:
+        raise UserError(f"--ep spreads a mixture of experts' experts over devices; {spec.id} is dense: use --tp")
+    if ep % tp:
+        raise UserError(f"--ep {ep} is not a multiple of --tp {tp}: the dense part runs tp-way in ep / tp replicas; "
+                        f"e.g. --ep {tp * max(1, ep // tp)}")
+    n = spec.moe.n_experts
+    if n % ep:
+        valid = [d for d in range(tp, n + 1, tp) if not n % d and d > 1]
+        raise UserError(f"--ep {ep} does not split {spec.id}'s {n} experts evenly; valid: "
+                        f"{', '.join(map(str, valid[:12]))}{', ...' if len(valid) > 12 else ''}")
+
+
 def check_workload(**values: int | None) -> None:
     """Whole numbers within bounds: batch, prompt, gen >= 1, context >= 0 (None: the default)."""
     for name, value in values.items():
@@ -106,13 +123,14 @@ class Compiled:
     """A model on a device in a format and layout, ready to evaluate: compile() builds it."""
 
     def __init__(self, spec: ModelSpec, hw: Hardware, fmt: WeightFormat, kv_name: str, tp: int, pp: int,
-                 engine: str | None, overrides: dict, routing_skew: float = 0.0):
+                 engine: str | None, overrides: dict, routing_skew: float = 0.0, ep: int = 1):
         self.spec, self.hw, self.fmt, self.kv_name, self.tp, self.pp, self.engine = spec, hw, fmt, kv_name, tp, pp, \
             engine
+        self.ep = ep
         self.overrides = overrides
         self.kv_bits = kv_bits(kv_name)
         self.routing_skew = routing_skew
-        shared = _device_free(spec, fmt, self.kv_bits, tp, pp, routing_skew)
+        shared = _device_free(spec, fmt, self.kv_bits, tp, pp, routing_skew, ep)
         self.step, self.counts, self.weight_bytes_total = shared.step, shared.counts, shared.weight_bytes_total
         self.device = DeviceStep(self.step, hw)
         self.efficiency = self.efficiency_at(1)
@@ -127,7 +145,7 @@ class Compiled:
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp
+        return max(self.tp, self.ep) * self.pp
 
     def efficiency_at(self, batch: int) -> Efficiency:
         """A measured profile's overheads depend on the batch (Hardware.overheads_at); everything else does not."""
@@ -174,7 +192,9 @@ class Compiled:
                             hw.defaults.runtime_overhead_gb, self.pp, self.footprint)
         if not mem.fits:
             need = f"needs {mem.min_devices} devices" if mem.min_devices else "does not fit on any number of devices"
-            if self.pp > 1 and mem.min_devices:
+            if self.ep > 1 and mem.min_devices:
+                need = f"needs --ep {mem.min_devices}" + (f" in each of the {self.pp} stages" if self.pp > 1 else "")
+            elif self.pp > 1 and mem.min_devices:
                 need = f"needs tp {mem.min_devices} in each of the {self.pp} stages"
             notes.append(f"does not fit: {mem.total_gb:.1f} GB per device > {hw.memory_gb:g} GiB ({need}); speeds are "
                          "for the workload as if it fitted")
@@ -200,6 +220,15 @@ class Compiled:
             notes.append(f"MoE: the ceiling reads the fewest experts a batch can touch ({moe.top_k} of "
                          f"{moe.n_experts} per layer, every token routed alike), so no routing beats it; the "
                          f"estimate assumes {how}")
+        if self.ep > 1:
+            dp = self.ep // self.tp
+            notes.append(f"expert parallel over {self.ep} devices: {spec.moe.n_experts // self.ep} whole experts on "
+                         f"each, the rest tp {self.tp} in {dp} data-parallel replica{'s' if dp > 1 else ''}, the "
+                         f"busiest holding {-(-batch // dp)} of the {batch} sequences" + (
+                             f", and two all-to-alls per MoE layer (each token's hidden state to the devices of its "
+                             f"{spec.moe.top_k} experts and back)" if dp > 1 else "") +
+                         "; figures are per device, with the routed tokens spread evenly over the experts' devices (a "
+                         "device busier than average slows the step: the estimate does not count that imbalance)")
         if self.pp > 1:
             notes.append(f"layer split over {self.pp} stages: a step passes the stages in turn (the estimate: the whole "
                          "model's step plus the hand-offs); the ceiling lets an engine pipeline micro-batches of the "
@@ -233,7 +262,7 @@ class Compiled:
         )
         return Prediction(
             model=self.model_info, hardware=self._hardware_info(bandwidth),
-            workload=Workload(fmt.id, self.kv_name, batch, prompt, depth, gen, self.tp, self.engine, self.pp),
+            workload=Workload(fmt.id, self.kv_name, batch, prompt, depth, gen, self.tp, self.engine, self.pp, self.ep),
             efficiency=eff, decode=decode, prefill=prefill, memory=mem,
             operators=self._rows("decode", d) + self._rows("prefill", p), notes=tuple(notes))
 
@@ -274,7 +303,7 @@ class Compiled:
         for (name, kind, count, dtype), (flops, w, kv, act, comm, ceiling, estimate, compute, memory) in zip(
                 self.row_info, times.rows):
             moved = w + kv + act
-            bound = "link" if kind in ("allreduce", "handoff") else ("compute" if compute > memory else "memory")
+            bound = "link" if kind in LINK_KINDS else ("compute" if compute > memory else "memory")
             out.append(OperatorRow.of(phase, name, kind, count, flops, w, kv, act, comm,
                                       flops / moved if moved else None, dtype, ceiling * 1e3, estimate * 1e3, bound))
         return tuple(out)
@@ -310,15 +339,15 @@ _DEVICE_FREE: dict = {}
 
 
 def _device_free(spec: ModelSpec, fmt: WeightFormat, kv: float, tp: int, pp: int,
-                 routing_skew: float = 0.0) -> _DeviceFree:
-    key = (id(spec), id(fmt), kv, tp, pp, routing_skew)
+                 routing_skew: float = 0.0, ep: int = 1) -> _DeviceFree:
+    key = (id(spec), id(fmt), kv, tp, pp, routing_skew, ep)
     hit = _DEVICE_FREE.get(key)
     if hit is None:
         if len(_DEVICE_FREE) > 256:
             _DEVICE_FREE.clear()
-        footprint = Footprint(spec, fmt, kv, 0.0, pp)
-        whole = footprint if pp == 1 else Footprint(spec, fmt, kv, 0.0)
-        hit = _DEVICE_FREE[key] = _DeviceFree(spec, fmt, CompiledStep(spec, fmt, kv, tp, pp, routing_skew),
+        footprint = Footprint(spec, fmt, kv, 0.0, pp, ep)
+        whole = footprint if pp == 1 and ep == 1 else Footprint(spec, fmt, kv, 0.0)
+        hit = _DEVICE_FREE[key] = _DeviceFree(spec, fmt, CompiledStep(spec, fmt, kv, tp, pp, routing_skew, ep),
                                               param_counts(spec),
                                               footprint, float(whole.weights(1)))
     return hit
@@ -338,11 +367,13 @@ def _key(value):
 def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, weights: str | WeightFormat | None = None,
             kv_cache: str | None = None, tp: int = 1, pp: int = 1, engine: str | None = None,
             bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
-            step_overhead_us: float | None = None, routing_skew: float = 0.0) -> Compiled:
+            step_overhead_us: float | None = None, routing_skew: float = 0.0, ep: int = 1) -> Compiled:
     """`model` on `hardware` in `weights` (default: the checkpoint's dtype) with a `kv_cache` format (default
-    f16, or the weights' float type), tp-way tensor parallel in each of pp pipeline stages, timed with `engine`'s
-    fitted profile (else the device-class defaults). The same arguments return the same object (cached)."""
-    for name, value in (("tp", tp), ("pp", pp)):
+    f16, or the weights' float type), tp-way tensor parallel in each of pp pipeline stages (ep > 1: a mixture
+    of experts' experts spread over ep devices per stage, the rest in ep / tp data-parallel replicas), timed
+    with `engine`'s fitted profile (else the device-class defaults). The same arguments return the same object
+    (cached)."""
+    for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         require_positive(name, value)
         if value > MAX_PARALLEL:
             raise UserError(f"{name} {value:,} is more devices than any deployment (at most {MAX_PARALLEL:,})")
@@ -352,13 +383,14 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     if not (isinstance(routing_skew, (int, float)) and math.isfinite(routing_skew) and 0 <= routing_skew <= 5):
         raise UserError(f"routing_skew must be a Zipf exponent in [0, 5] (0: uniform routing), got {routing_skew!r}")
     key = (_key(model), _key(hardware), weights if isinstance(weights, (str, type(None))) else None, kv_cache, tp,
-           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us, routing_skew)
+           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us, routing_skew, ep)
     cacheable = key[0] is not None and key[1] is not None and (weights is None or isinstance(weights, str))
     if cacheable and key in _CACHE:
         return _CACHE[key]
     spec = load_model(model)
     check_tp(spec, tp)
     check_pp(spec, pp)
+    check_ep(spec, tp, ep)
     hw = load_hardware(hardware)
     if not weights and spec.checkpoint_dtype.startswith("quantized:"):
         raise UserError(f"{spec.id}'s checkpoint is quantised with {spec.checkpoint_dtype.split(':', 1)[1]}, which is "
@@ -367,7 +399,7 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                      step_overhead_us=step_overhead_us)
-    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew)
+    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew, ep)
     if cacheable:
         if len(_CACHE) > 256:
             _CACHE.clear()

@@ -24,8 +24,8 @@ from .timing import DeviceStep, decode_times, prefill_times
 def factor(compiled) -> tuple[DeviceStep, DeviceStep] | None:
     """(groups without the KV depth, attention groups) of a compiled step, or None where it does not separate."""
     hw, step = compiled.hw, compiled.step
-    if hw.bandwidth_curve or hw.matmul_curves or compiled.pp > 1 or compiled.per_batch_overhead:
-        return None
+    if hw.bandwidth_curve or hw.matmul_curves or compiled.pp > 1 or compiled.per_batch_overhead or step.replicas > 1:
+        return None  # (replicas: attention is not a multiple of the batch but of its busiest replica's share)
     depth = step.depth_groups()
     per_step = [i for i, name in enumerate(step.basis_names) if name in ("one", "experts")]
     if (step.single[depth][:, :, per_step] != 0).any() or (step.multi[depth][:, :, per_step] != 0).any():

@@ -39,20 +39,23 @@ class MemoryResult:
 def _weight_split(spec: ModelSpec, fmt: WeightFormat) -> dict[str, float]:
     """Weight bytes by where they sit: the layers' norms (whole on every device of a tp group) and matmuls (split
     tp ways), and the global embedding, its projection (OPT), final norm and untied lm_head."""
-    out = dict(layer_norms=0.0, layer_matmuls=0.0, embedding=0.0, embed_proj=0.0, final_norm=0.0, lm_head=0.0)
+    out = dict(layer_norms=0.0, layer_matmuls=0.0, layer_experts=0.0, embedding=0.0, embed_proj=0.0, final_norm=0.0,
+               lm_head=0.0)
     for layer, n in spec.layer_kinds:
         for g in layer_weights(spec, layer):
-            out["layer_norms" if g.kind == "norm" else "layer_matmuls"] += n * g.params * group_bits(g, spec, fmt) / 8
+            where = "layer_norms" if g.kind == "norm" else "layer_experts" if g.op == "moe_experts" else "layer_matmuls"
+            out[where] += n * g.params * group_bits(g, spec, fmt) / 8
     for g in global_weights(spec):
         out[g.op] += g.params * group_bits(g, spec, fmt) / 8
     return out
 
 
-def _device_weights(split: dict[str, float], spec: ModelSpec, tp, pp: int = 1):
+def _device_weights(split: dict[str, float], spec: ModelSpec, tp, pp: int = 1, ep: int = 1):
     """Weight bytes on the heaviest device of tp x pp: ceil(L / pp) of the L layers, and the embedding (first
     stage) or the final norm and output head (last stage), both when pp = 1; a tied head is the embedding table,
-    which the last stage then holds too."""
-    layers = math.ceil(spec.n_layers / pp) / spec.n_layers * (split["layer_norms"] + split["layer_matmuls"] / tp)
+    which the last stage then holds too. Routed experts split tp ways, or ep ways under expert parallel."""
+    layers = math.ceil(spec.n_layers / pp) / spec.n_layers * (
+        split["layer_norms"] + split["layer_matmuls"] / tp + split["layer_experts"] / (ep if ep > 1 else tp))
     first = split["embedding"] + split["embed_proj"] / tp
     head = split["lm_head"] / tp if not spec.tie_embeddings else split["embedding"]
     last = split["final_norm"] + head
@@ -118,8 +121,9 @@ class Footprint:
     weights + overhead + batch x (KV(length) + state + prefill working set(min(prompt, length))), KV piecewise
     linear in the length (windows cap it) and a ceil(KV heads / tp) share of the heads."""
 
-    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, overhead_bytes: float, pp: int = 1):
-        self.spec, self.fmt, self.pp, self.overhead = spec, fmt, pp, overhead_bytes
+    def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, overhead_bytes: float, pp: int = 1,
+                 ep: int = 1):
+        self.spec, self.fmt, self.pp, self.ep, self.overhead = spec, fmt, pp, ep, overhead_bytes
         self.split = _weight_split(spec, fmt)
         self.layer_share = math.ceil(spec.n_layers / pp) / spec.n_layers
         # per kind of layer: (count x bytes per token of one KV head or of an MLA latent, KV heads or 0, window)
@@ -149,9 +153,27 @@ class Footprint:
     def weights(self, tp=1):
         if isinstance(tp, int):  # one layout, asked for again and again: cached
             if tp not in self._weights:
-                self._weights[tp] = float(_device_weights(self.split, self.spec, tp, self.pp))
+                self._weights[tp] = float(_device_weights(self.split, self.spec, tp, self.pp, self.ep))
             return self._weights[tp]
-        return _device_weights(self.split, self.spec, tp, self.pp)
+        return _device_weights(self.split, self.spec, tp, self.pp, self.ep)
+
+    def replicas(self, tp: int = 1) -> int:
+        """Data-parallel replicas of the dense part under expert parallel (ep / tp), each with its own sequences;
+        1 otherwise."""
+        return self.ep // tp if self.ep > 1 else 1
+
+    def per_device(self, batch, tp: int = 1):
+        """Sequences on the heaviest device: the batch, or its busiest replica's share under expert parallel."""
+        dp = self.replicas(tp)
+        if dp == 1:
+            return batch
+        return -(-batch // dp) if isinstance(batch, int) else np.ceil(np.asarray(batch) / dp)
+
+    def used(self, batch, prompt, length, tp: int = 1):
+        """Bytes on the heaviest device: weights, runtime overhead, and each of its sequences' KV cache
+        `length` deep and the prefill working set of its whole prompt (floats or arrays)."""
+        return self.weights(tp) + self.overhead + self.per_device(batch, tp) * (
+            self.kv(length, tp) + self.activations(prompt, tp))
 
     def kv(self, length, tp=1):
         """KV cache and state bytes of one sequence `length` tokens deep on the heaviest device."""
@@ -184,11 +206,19 @@ class Footprint:
         return self.weights(tp) + self.overhead + batch * (self.kv(length, tp) + self.activations(min(prompt, length), tp))
 
     def total(self, batch, prompt, length, tp=1):
+        """Bytes on the heaviest device with `batch` sequences on it (the working set of min(prompt, length)
+        tokens each)."""
         return (self.weights(tp) + self.overhead
                 + batch * (self.kv(length, tp) + self.activations(np.minimum(prompt, length), tp)))
 
     def max_batch(self, prompt, length, capacity, tp=1, upper: int = 1 << 24):
-        """Largest batch whose total fits (the total is affine in the batch): solved, then checked at +-1."""
+        """Largest batch that fits: its heaviest device's share times the replicas (expert parallel)."""
+        return self._max_on_device(prompt, length, capacity, tp, upper) * self.replicas(tp if isinstance(tp, int)
+                                                                                         else 1)
+
+    def _max_on_device(self, prompt, length, capacity, tp=1, upper: int = 1 << 24):
+        """Largest number of sequences on one device whose total fits (the total is affine in it): solved, then
+        checked at +-1."""
         room = capacity - self.weights(tp) - self.overhead
         scalar = isinstance(tp, int) and all(isinstance(x, (int, float)) for x in (prompt, length, capacity))
         each = self.kv(length, tp) + self.activations(min(prompt, length) if scalar else np.minimum(prompt, length), tp)
@@ -207,6 +237,8 @@ class Footprint:
     def max_length(self, batch: int, prompt: int, capacity: float, tp: int = 1, upper: int = 1 << 30) -> int:
         """Longest length that fits: the total is piecewise linear and non-decreasing in the length, with kinks
         at the prompt and at each window; solved on the segment where it crosses the capacity."""
+        batch = self.per_device(batch, tp)
+
         def total(n):
             return self._total(batch, prompt, n, tp)
 
@@ -230,9 +262,20 @@ class Footprint:
             return n
         return lo
 
-    def min_devices(self, batch, prompt, length, capacity):
+    def min_devices(self, batch, prompt, length, capacity, tp: int = 1):
         """Smallest tensor-parallel group (of the counts _device_counts walks) whose heaviest device fits,
-        evaluated for every count at once; 0 where none up to MAX_DEVICES does."""
+        evaluated for every count at once; 0 where none up to MAX_DEVICES does. Under expert parallel: the
+        smallest expert-parallel group (a divisor of the experts, each replica one device) that fits."""
+        if self.ep > 1:
+            import copy
+
+            experts = self.spec.moe.n_experts
+            for ep in (n for n in range(tp, experts + 1, tp) if not experts % n):
+                other = copy.copy(self)
+                other.ep, other._weights = ep, {}
+                if other._total(other.per_device(batch, tp), prompt, length, tp) <= capacity:
+                    return np.array([ep])
+            return np.array([0])
         if all(isinstance(x, (int, float)) for x in (batch, prompt, length)) and \
                 self._total(batch, prompt, length, 1) <= capacity:
             return np.array([1])  # the common case, without evaluating every count
@@ -248,16 +291,17 @@ def memory_budget(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, batch: int
     capacity = capacity_gb * GIB  # sold in binary units: a "24 GB" card holds 24 GiB
     fp = footprint or Footprint(spec, fmt, kv_bits, overhead_gb * GB, pp)
     weights = float(fp.weights(tp))
-    kv = batch * float(fp.kv(length, tp))
-    acts = batch * float(fp.activations(prompt, tp))
+    on_device = fp.per_device(batch, tp)  # sequences on the heaviest device (a replica's, under expert parallel)
+    kv = on_device * float(fp.kv(length, tp))
+    acts = on_device * float(fp.activations(prompt, tp))
     used = weights + kv + acts + overhead_gb * GB  # the whole prompt's prefill, whatever the length
-    min_devices = int(fp.min_devices(batch, prompt, length, capacity)[0]) or None
+    min_devices = int(fp.min_devices(batch, prompt, length, capacity, tp)[0]) or None
     per_token = float(fp.kv(1, tp) - fp.kv(0, tp))
     return MemoryResult(
         weights_gb=weights / GB, kv_cache_gb=kv / GB, activations_gb=acts / GB, runtime_overhead_gb=overhead_gb,
         total_gb=used / GB, capacity_gb=capacity_gb, fits=used <= capacity, min_devices=min_devices,
         max_batch=int(fp.max_batch(prompt, length, capacity, tp)), max_context=fp.max_length(batch, prompt, capacity, tp),
-        model_max_context=spec.max_position, kv_bytes_per_token=per_token, per_device=tp * pp > 1,
+        model_max_context=spec.max_position, kv_bytes_per_token=per_token, per_device=tp * pp * fp.ep > 1,
     )
 
 

@@ -1,7 +1,7 @@
 """plan(): the cheapest deployments that meet latency targets under a load.
 
-Searches device x format x tensor parallel x pipeline stages x replicas (devices = tp x pp x replicas, at most
-max_devices): each layout is compiled once, its step times tabulated (serving.step_tables), and the steady state
+Searches device x format x tensor parallel x pipeline stages x expert parallel (mixtures of experts) x replicas
+(devices = max(tp, ep) x pp x replicas, at most max_devices): each layout is compiled once, its step times tabulated (serving.step_tables), and the steady state
 of every replica count evaluated at once (serving.steady_state; a rate is split evenly over the replicas, users
 as evenly as they go). A configuration is feasible when it fits, keeps up with the load, and meets every target
 given. Feasible ones come cheapest first: by $/hour where the device has a price, else by devices.
@@ -59,6 +59,7 @@ class PlanConfig:
     feasible: bool
     saturated: bool  # cannot keep up with the load: requests queue
     misses: dict = field(default_factory=dict)  # target -> how far off (1.25: 25% over the limit)
+    ep: int = 1  # expert-parallel devices per stage (MoE; 1: none); devices = max(tp, ep) x pp x replicas
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +84,14 @@ class PlanResult:
 
 def _powers(limit: int) -> list[int]:
     return [2 ** i for i in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+
+
+def _expert_parallel_sizes(spec: ModelSpec, tp: int, limit: int) -> list[int]:
+    """1, and for a mixture of experts the powers of two above tp, multiples of it and divisors of the experts,
+    up to limit devices."""
+    if spec.moe is None:
+        return [1]
+    return [1] + [e for e in _powers(limit) if e > tp and not e % tp and not spec.moe.n_experts % e]
 
 
 def _check_targets(**targets) -> dict[str, float]:
@@ -126,9 +135,10 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
     for hw in devices:
         for fmt in formats:
             for pp in [p for p in _powers(max_devices) if p <= spec.n_layers]:
-                for tp in _powers(max_devices // pp):
+                for tp, ep in ((t, e) for t in _powers(max_devices // pp)
+                               for e in _expert_parallel_sizes(spec, t, max_devices // pp)):
                     try:
-                        c = compile(spec, hw, weights=fmt, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine)
+                        c = compile(spec, hw, weights=fmt, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine, ep=ep)
                     except UserError as exc:
                         if "does not split" in str(exc):
                             continue  # heads that tp does not divide: not a layout an engine runs
@@ -136,7 +146,7 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
                     tables = step_tables(c, prompt, gen)
                     if tables.max_concurrency < 1:
                         continue  # does not fit one sequence
-                    replicas = np.arange(1, max_devices // (tp * pp) + 1)
+                    replicas = np.arange(1, max_devices // c.devices + 1)
                     candidates += replicas.size
                     if rate is not None:
                         s = steady_state(tables, gen, rate=rate / replicas)
@@ -173,11 +183,11 @@ def _config(c, replicas: int, s, i: int, gen: int, targets: dict, price: dict) -
     misses = {k: v for k, v in ratios.items() if v > 1}
     if saturated:
         misses["load"] = math.inf
-    devices = replicas * c.tp * c.pp
+    devices = replicas * c.devices
     usd, source = price.get(c.hw.id, (None, None))
     cost = usd * devices if usd is not None else None
     per_mtok = cost / (throughput * 3600) * 1e6 if cost is not None and throughput > 0 else None
     binding = max(ratios, key=ratios.get) if ratios else ("load" if saturated else "none")
     return PlanConfig(c.hw.id, devices, replicas, c.tp, c.pp, c.fmt.id, float(s.concurrency[i]), tpot, ttft,
                       per_user, throughput, cost, per_mtok, source, binding, not misses, saturated,
-                      {k: (v if math.isfinite(v) else None) for k, v in misses.items()})
+                      {k: (v if math.isfinite(v) else None) for k, v in misses.items()}, c.ep)

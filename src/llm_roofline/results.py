@@ -51,6 +51,7 @@ class Workload:
     tp: int
     engine: str | None = None
     pp: int = 1  # pipeline stages (layer split); devices = tp x pp
+    ep: int = 1  # expert-parallel devices per stage (a multiple of tp); devices = max(tp, ep) x pp
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -44,6 +44,7 @@ def predict(
     acceptance: float | None = None,
     routing_skew: float = 0.0,
     mtp: int | None = None,
+    ep: int = 1,
 ) -> Prediction:
     """Decode and prefill speed, memory fit and the per-operator roofline of `model` on `hardware`.
 
@@ -51,7 +52,8 @@ def predict(
     tokens deep (default: the prompt). weights / kv_cache name formats (default: the checkpoint's dtype / f16).
     engine (llama.cpp-cuda, vllm, tensorrt-llm, ...) selects a fitted efficiency profile for the estimate and its
     range; without it the device-class defaults apply. tp: tensor-parallel devices per stage; pp: pipeline
-    stages (layer split, llama.cpp's default over several GPUs). draft (a model, or "ngram" for prompt-lookup
+    stages (layer split, llama.cpp's default over several GPUs); ep: expert-parallel devices per stage for a
+    mixture of experts (a multiple of tp: the dense part runs in ep / tp data-parallel replicas). draft (a model, or "ngram" for prompt-lookup
     drafts that cost no model step), draft_tokens and acceptance (per drafted token) add speculative decoding
     (speculative.py) beside the plain figures; mtp: that many multi-token-prediction modules as the draft. routing_skew: a Zipf exponent for the estimate's MoE routing
     (0: uniform); the ceiling always assumes the fewest experts."""
@@ -61,7 +63,7 @@ def predict(
     check_speculative(draft, draft_tokens, acceptance, mtp)
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
-                       step_overhead_us=step_overhead_us, routing_skew=routing_skew)
+                       step_overhead_us=step_overhead_us, routing_skew=routing_skew, ep=ep)
     if mtp is not None and mtp > compiled.spec.mtp_layers:
         have = compiled.spec.mtp_layers
         raise UserError(f"{compiled.spec.id} has {have or 'no'} multi-token-prediction module{'s' if have != 1 else ''}"

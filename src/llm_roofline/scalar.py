@@ -43,6 +43,7 @@ class ScalarStep:
         self.multi = _sparse(step.multi) if step.differs else self.single
         self.windows = step.windows
         self.kinks = step.decode_kinks
+        self.replicas = step.replicas
         moe = step.spec.moe
         self.moe = (moe.n_experts, moe.top_k, step.routing_skew) if moe is not None else None
         # per group: offset into values(), link, hand-off, and the seconds per unit of each quantity
@@ -54,12 +55,17 @@ class ScalarStep:
         self.any_link = any(self.is_link)
         self.depth_index = np.where(step.depth_groups())[0].tolist()  # groups whose quantities depend on the depth
         self.depth_rates = [self.rates[g] for g in self.depth_index]
+        self.depth_table = tuple(e for e in self.single if e[0] // NQ in self.depth_index)
         self.row_of = [step.rows.index(g.name) for g in step.groups]
         self.n_rows = len(step.rows)
         self.folds = self.row_of != list(range(self.n))
 
-    def values(self, b: float, t: float, d: float, decode: bool) -> list:
-        """Every group's quantities at (B, T, D), flat: [group * NQ + quantity] (step.CompiledStep.evaluate)."""
+    def values(self, b: float, t: float, d: float, decode: bool, table: tuple | None = None) -> list:
+        """Every group's quantities at (B, T, D), flat: [group * NQ + quantity] (step.CompiledStep.evaluate);
+        table: the coefficients of some groups only (the others stay 0)."""
+        routed = b * t  # every token of the step (the routed experts see them all)
+        if self.replicas > 1:
+            b = -(-b // self.replicas)  # the busiest data-parallel replica's sequences (expert parallel)
         phi = [1.0, b * t, b]
         for w in self.windows:
             if decode:
@@ -70,8 +76,11 @@ class ScalarStep:
             phi.append(b * (d if w is None else min(d, w)))
         if self.moe is not None:
             e, k, skew = self.moe
-            phi.append(float(expected_experts(e, k, b * t, skew)))
-        table = self.multi if (not decode and b * t > b) else self.single
+            phi.append(float(expected_experts(e, k, routed, skew)))
+        if self.replicas > 1:
+            phi.append(routed)
+        if table is None:
+            table = self.multi if (not decode and b * t > b) else self.single
         out = [0.0] * (self.n * NQ)
         for i, k, c in table:
             out[i] += c * phi[k]
@@ -113,7 +122,8 @@ class ScalarStep:
         exactly over the run's segments."""
         end = depth + gen
         points = [depth, *(min(max(k, depth), end) for k in self.kinks), end]
-        vals = [self.values(b, 1.0, x, True) for x in points]
+        vals = [self.values(b, 1.0, points[0], True)]
+        vals += [self.values(b, 1.0, x, True, self.depth_table) for x in points[1:]]  # what changes with depth
         first = self.sides(vals[0], bandwidth_gbps, eff)
         times = [(max(pc, qc), max(pe, qe)) for pc, qc, pe, qe in first]
         booked = [pc if pc > qc else 0.0 for pc, qc, _, _ in first]

@@ -13,7 +13,11 @@ T = 1, a prefill T = the prompt. Counting rules (per device):
   - tensor parallelism over tp devices splits matmuls and attention heads tp ways (KV heads are replicated when
     there are fewer than tp; an MLA latent is replicated on every device) and adds two all-reduces per layer;
   - a layer split over pp devices (pipeline) gives each device 1/pp of the layers: a token's step passes the
-    devices in turn, and the activations of its N tokens cross the link at each of the pp - 1 boundaries.
+    devices in turn, and the activations of its N tokens cross the link at each of the pp - 1 boundaries;
+  - expert parallelism over ep devices (a multiple of tp) puts E/ep whole experts on each device; everything
+    else runs tp-way in dp = ep/tp data-parallel replicas, the busiest holding ceil(B/dp) of the sequences (the
+    attention-DP layout of SGLang and of vLLM's --enable-expert-parallel with data-parallel attention), and two
+    all-to-alls per MoE layer carry each token to its k experts' devices and back.
 
 Every quantity of every operator group is then a linear combination of a few basis functions of (B, T, D):
     1, N, B, B * keys_w(D, T) and B * min(D, w) for each attention window w (None: the whole context),
@@ -36,7 +40,8 @@ from .formats import WeightFormat
 QUANTITIES = ("flops", "weight_bytes", "kv_bytes", "act_bytes", "comm_bytes", "quantized_weights",
               "floor_weight_bytes")
 FLOPS, WEIGHT, KV, ACT, COMM, QUANT, FLOOR = range(len(QUANTITIES))
-KINDS = ("matmul", "attention", "memory", "allreduce", "handoff")
+KINDS = ("matmul", "attention", "memory", "allreduce", "handoff", "alltoall")
+LINK_KINDS = ("allreduce", "handoff", "alltoall")  # groups that move bytes between devices
 
 
 def group_bits(group: WeightGroup, spec: ModelSpec, fmt: WeightFormat) -> float:
@@ -167,13 +172,16 @@ class _Table:
         self.single: list[np.ndarray] = []
         self.multi: list[np.ndarray] = []
 
-    def add(self, group: Group, terms: dict, multi_terms: dict | None = None) -> None:
-        """terms: {quantity index: {basis name: coefficient per instance}}; counts multiply them here."""
+    def add(self, group: Group, terms: dict, multi_terms: dict | None = None, routed: bool = False) -> None:
+        """terms: {quantity index: {basis name: coefficient per instance}}; counts multiply them here. routed:
+        the group's tokens are all the step's tokens (routed experts and their all-to-all under expert parallel:
+        the basis "routed"), where the others' are those of the busiest data-parallel replica."""
         for table, t in ((self.single, terms), (self.multi, multi_terms or terms)):
             c = np.zeros((len(QUANTITIES), len(self.basis)))
             for q, by_basis in t.items():
                 for name, value in by_basis.items():
-                    c[q, self.basis[name]] += value * group.count
+                    c[q, self.basis["routed" if routed and name == "tokens" and "routed" in self.basis
+                                    else name]] += value * group.count
             # The ceiling's weights: however the batch routes, each layer reads at least the top_k experts every
             # token picks (all tokens alike); the expected count is the estimate's (uniform routing)
             c[FLOOR] = c[WEIGHT]
@@ -249,7 +257,7 @@ def _mamba_mixer(t: _Table, spec: ModelSpec, layer: LayerSpec, act: int, tp: int
 
 
 def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_bits: float, tp: int,
-           count: int) -> None:
+           count: int, ep: int = 1) -> None:
     act = fmt.activation_bytes
     h = spec.hidden_size
     for g in layer_weights(spec, layer):
@@ -260,12 +268,7 @@ def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_b
                   {FLOPS: {"tokens": 4 * spec.norms_per_layer * h}, WEIGHT: {"one": g.params * bits / 8},
                    ACT: {"tokens": spec.norms_per_layer * 2 * h * act}})  # read and write the hidden state
         elif g.op == "moe_experts":
-            moe = spec.moe
-            t.add(Group("moe_experts", "matmul", dtype, count, matrix_layout(g.op, g.shapes, bits, tp),
-                        curve_tokens="experts"),
-                  {FLOPS: {"tokens": 2 * moe.top_k * g.per_expert / tp},
-                   WEIGHT: {"experts": g.per_expert * bits / 8 / tp}, ACT: {"tokens": moe.top_k * 2 * h * act},
-                   QUANT: {"experts": g.per_expert / tp if unpacked(bits, dtype) else 0.0}})
+            _experts(t, spec, g, bits, dtype, act, tp, ep, count)
         else:
             _matmul(t, g.op, g.params, bits, dtype, act, h, g.params / h, g.shapes, tp, count)
         if g.op == "attn_qkv":
@@ -274,9 +277,34 @@ def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_b
             _mamba_mixer(t, spec, layer, act, tp, count, "mamba_scan")
     if tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
         message = h * act
-        t.add(Group("allreduce", "allreduce", "fp16", 2 * count, latency_steps=2 * (tp - 1)),
+        # under expert parallel with replicas, a MoE layer's experts return their outputs by the all-to-all
+        combined = ep > tp and any(g.op == "moe_experts" for g in layer_weights(spec, layer))
+        t.add(Group("allreduce", "allreduce", "fp16", (1 if combined else 2) * count, latency_steps=2 * (tp - 1)),
               {FLOPS: {"tokens": h * (tp - 1) / tp}, ACT: {"tokens": 2 * message},
                COMM: {"tokens": 2 * (tp - 1) / tp * message}})
+
+
+def _experts(t: _Table, spec: ModelSpec, g: WeightGroup, bits: float, dtype: str, act: int, tp: int, ep: int,
+             count: int) -> None:
+    """Routed experts. Tensor parallel slices every expert tp ways; expert parallel (ep > 1) puts E / ep whole
+    experts on each device, which computes the tokens routed to them from every replica: on average 1 / ep of
+    the batch's k routed tokens, and 1 / ep of the distinct experts the batch touches. With data-parallel
+    replicas (ep > tp) each token's hidden state is sent to the devices of its k experts and back (two
+    all-to-alls per layer, replacing the layer's second all-reduce); (ep - 1) / ep of its experts are
+    elsewhere."""
+    moe, h = spec.moe, spec.hidden_size
+    split = ep if ep > 1 else tp
+    t.add(Group("moe_experts", "matmul", dtype, count, matrix_layout(g.op, g.shapes, bits, 1 if ep > 1 else tp),
+                curve_tokens="experts"),
+          {FLOPS: {"tokens": 2 * moe.top_k * g.per_expert / split},
+           WEIGHT: {"experts": g.per_expert * bits / 8 / split},
+           ACT: {"tokens": moe.top_k * 2 * h * act / (ep if ep > 1 else 1)},
+           QUANT: {"experts": g.per_expert / split if unpacked(bits, dtype) else 0.0}}, routed=True)
+    if ep > tp:  # replicas hold different tokens (ep = tp: every device has them all, the all-reduce combines)
+        message = h * act  # one token's hidden state, per device: 1 / ep of the step's tokens
+        t.add(Group("moe_alltoall", "alltoall", "fp16", 2 * count, latency_steps=1),
+              {ACT: {"tokens": 2 * moe.top_k * message / ep},
+               COMM: {"tokens": moe.top_k * (ep - 1) / ep * message / ep}}, routed=True)
 
 
 @dataclass(frozen=True)
@@ -302,11 +330,12 @@ class StepValues:
 
 class CompiledStep:
     """The step of `spec` in format `fmt`, KV cache at `kv_bits`, tp-way tensor parallel within each of pp
-    pipeline stages; evaluate() gives every group's quantities for arrays of (B, T, D)."""
+    pipeline stages (with ep > 1: experts over ep devices, the rest in ep/tp data-parallel replicas of tp);
+    evaluate() gives every group's quantities for arrays of (B, T, D)."""
 
     def __init__(self, spec: ModelSpec, fmt: WeightFormat, kv_bits: float, tp: int = 1, pp: int = 1,
-                 routing_skew: float = 0.0):
-        self.spec, self.fmt, self.kv_bits, self.tp, self.pp = spec, fmt, kv_bits, tp, pp
+                 routing_skew: float = 0.0, ep: int = 1):
+        self.spec, self.fmt, self.kv_bits, self.tp, self.pp, self.ep = spec, fmt, kv_bits, tp, pp, ep
         self.routing_skew = routing_skew  # the estimate's routing (0: uniform); the ceiling's is the fewest experts
         reads = {layer.reads or layer.window for layer, _ in spec.layer_kinds if layer.attention != "linear"}
         if spec.mla is not None and spec.mla.index_topk:
@@ -315,6 +344,11 @@ class CompiledStep:
         basis = ["one", "tokens", "sequences"] + [f"{kind}:{w}" for w in self.windows for kind in ("keys", "cached")]
         if spec.moe is not None:
             basis.append("experts")
+        # expert parallel with replicas: the dense part's sequences are the busiest replica's, ceil(B / dp); the
+        # routed experts see every token of the step
+        self.replicas = ep // tp if ep > tp else 1
+        if self.replicas > 1:
+            basis.append("routed")
         self.basis_names = tuple(basis)
         t = _Table(basis, spec.moe.top_k if spec.moe is not None else 0)
         self._globals(t)
@@ -361,7 +395,7 @@ class CompiledStep:
             _matmul(t, "embed_proj", glob["embed_proj"].params, fmt.bits, fmt.compute, act, h, h,
                     glob["embed_proj"].shapes, tp, 1)
         for layer, count in spec.layer_kinds:
-            _layer(t, spec, layer, fmt, self.kv_bits, tp, count)
+            _layer(t, spec, layer, fmt, self.kv_bits, tp, count, self.ep)
         t.add(Group("final_norm", "memory", "fp32", 1),
               {FLOPS: {"tokens": 4 * h}, WEIGHT: {"one": glob["final_norm"].params * fmt.norm_bits / 8},
                ACT: {"tokens": 2 * h * act}})
@@ -388,6 +422,9 @@ class CompiledStep:
             n = b.size
         out = np.empty((len(self.basis_names), n))
         out[0] = 1.0
+        if self.replicas > 1:
+            out[-1] = b * t  # every token of the step, routed to the experts
+            b = np.ceil(b / self.replicas)  # the busiest replica's sequences
         out[1] = b * t
         out[2] = b
         i = 3
@@ -400,7 +437,8 @@ class CompiledStep:
             out[i + 1] = b * (d if w is None else np.minimum(d, w))
             i += 2
         if self.spec.moe is not None:
-            out[i] = expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, out[1], self.routing_skew)
+            routed = out[-1] if self.replicas > 1 else out[1]
+            out[i] = expected_experts(self.spec.moe.n_experts, self.spec.moe.top_k, routed, self.routing_skew)
         return out
 
     def evaluate(self, batch, new_tokens, depth, decode: bool = False) -> StepValues:
@@ -423,5 +461,6 @@ class CompiledStep:
             elif g.curve_tokens == "sequences":
                 out[i] = phi[2]
             elif g.curve_tokens == "experts":  # tokens per touched expert
-                out[i] = phi[1] * self.spec.moe.top_k / phi[-1]
+                e = self.basis_names.index("experts")
+                out[i] = phi[-1 if self.replicas > 1 else 1] * self.spec.moe.top_k / phi[e]
         return out

@@ -49,13 +49,14 @@ class SweepResult:
     ttft_ms: np.ndarray
     memory_gb: np.ndarray  # per device (the heaviest of a tp x pp layout)
     fits: np.ndarray
+    ep: int = 1  # expert-parallel devices per stage (1: none)
 
     ARRAYS = ("batch", "prompt", "context", "gen", "ceiling_tok_s", "estimate_tok_s", "throughput_tok_s",
               "throughput_per_device_tok_s", "tpot_floor_ms", "tpot_ms", "ttft_floor_ms", "ttft_ms", "memory_gb", "fits")
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp
+        return max(self.tp, self.ep) * self.pp
 
     @property
     def size(self) -> int:
@@ -108,7 +109,7 @@ def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> 
     hw = compiled.hw
     fp = compiled.footprint
     tp = compiled.tp
-    used = fp.weights(tp) + fp.overhead + b * (fp.kv(d + g, tp) + fp.activations(p, tp))  # broadcasts
+    used = fp.used(b, p, d + g, tp)  # broadcasts
     used = np.broadcast_to(used, shape)
     b_all = np.broadcast_to(b, shape)
     step_s, ceiling_s, ttft_floor_s, ttft_s = (x.reshape(shape) for x in (step_s, ceiling_s, ttft_floor_s, ttft_s))
@@ -117,18 +118,18 @@ def evaluate(compiled: Compiled, batch=1, prompt=512, context=None, gen=256) -> 
     return SweepResult(
         compiled.spec.id, hw.id, compiled.fmt.id, compiled.kv_name, tp, compiled.pp, compiled.engine,
         b, p, d, g, 1 / ceiling_s, 1 / step_s, throughput, throughput / compiled.devices, ceiling_s * 1e3,
-        step_s * 1e3, ttft_floor_s * 1e3, ttft_s * 1e3, used / GB, used <= hw.memory_gb * GIB)
+        step_s * 1e3, ttft_floor_s * 1e3, ttft_s * 1e3, used / GB, used <= hw.memory_gb * GIB, compiled.ep)
 
 
 def sweep(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, batch=1, prompt=512, context=None,
           gen=256, weights: str | WeightFormat | None = None, kv_cache: str | None = None, tp: int = 1, pp: int = 1,
           engine: str | None = None, bandwidth_efficiency: float | None = None,
-          compute_efficiency: float | None = None, step_overhead_us: float | None = None) -> SweepResult:
+          compute_efficiency: float | None = None, step_overhead_us: float | None = None, ep: int = 1) -> SweepResult:
     """predict's headline figures for every workload the arrays broadcast to (numpy rules), in one evaluation
     of the compiled step: batch, prompt, context (KV depth when decoding starts; default the prompt), gen."""
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
                        bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
-                       step_overhead_us=step_overhead_us)
+                       step_overhead_us=step_overhead_us, ep=ep)
     return evaluate(compiled, batch, prompt, context, gen)
 
 
@@ -137,16 +138,23 @@ MAX_CONFIGS = 5_000_000  # one sweep's configurations: about a second of evaluat
 
 def sweep_configs(model: str | Path | ModelSpec, hardware: list, *, weights: list | None = None,
                   tp: list[int] | None = None, pp: list[int] | None = None, batch=1, prompt=512, context=None,
-                  gen=256, kv_cache: str | None = None, engine: str | None = None) -> list[SweepResult]:
-    """sweep() for every device x format x tp x pp: all compiled (and so checked) before any is evaluated."""
+                  gen=256, kv_cache: str | None = None, engine: str | None = None,
+                  ep: list[int] | None = None) -> list[SweepResult]:
+    """sweep() for every device x format x tp x pp x ep: all compiled (and so checked) before any is evaluated.
+    Expert-parallel sizes pair only with the tp sizes they are multiples of (ep 1 with every tp)."""
     b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
     d = None if context is None else _whole("context", context, 0)
     per_layout = int(np.prod(np.broadcast_shapes(b.shape, p.shape, g.shape, () if d is None else d.shape)))
-    layouts = [(h, f, t, s) for h in hardware for f in (weights or [None]) for t in (tp or [1]) for s in (pp or [1])]
+    layouts = [(h, f, t, s, e) for h in hardware for f in (weights or [None]) for t in (tp or [1]) for s in (pp or [1])
+               for e in (ep or [1]) if e == 1 or not e % t]
+    if not layouts:
+        raise UserError(f"no --ep size ({', '.join(map(str, ep))}) is a multiple of a --tp size "
+                        f"({', '.join(map(str, tp or [1]))}); pair them, e.g. --tp 1 --ep 8")
     if per_layout * len(layouts) > MAX_CONFIGS:
         raise UserError(f"{per_layout * len(layouts):,} configurations is more than one sweep takes "
                         f"({MAX_CONFIGS:,}); sweep fewer devices, formats or values")
-    compiled = [compile(model, h, weights=f, kv_cache=kv_cache, tp=t, pp=s, engine=engine) for h, f, t, s in layouts]
+    compiled = [compile(model, h, weights=f, kv_cache=kv_cache, tp=t, pp=s, engine=engine, ep=e)
+                for h, f, t, s, e in layouts]
     return [evaluate(c, b, p, d, g) for c in compiled]
 
 

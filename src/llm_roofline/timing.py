@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .hardware import Hardware
-from .step import ACT, COMM, FLOOR, FLOPS, KINDS, KV, QUANT, QUANTITIES, WEIGHT, CompiledStep, StepValues
+from .step import (ACT, COMM, FLOOR, FLOPS, KINDS, KV, LINK_KINDS, QUANT, QUANTITIES, WEIGHT, CompiledStep,
+                   StepValues)
 
-LINK, HANDOFF = KINDS.index("allreduce"), KINDS.index("handoff")
+HANDOFF = KINDS.index("handoff")
 PREFILL_CHUNK = 512  # tokens a pipelined prefill sends down the stages at a time (llama.cpp's default ubatch)
 
 
@@ -103,12 +104,12 @@ class DeviceStep:
         per[3, :, COMM] = 1 / (hw.link_gbps * 1e9)
         per[4, :, QUANT] = 1 / sm if sm else 0.0
         self.per = per
-        link = (step.kind == LINK) | (step.kind == HANDOFF)
+        link = np.isin(step.kind, [KINDS.index(k) for k in LINK_KINDS])
         self.link, self.handoff = link[:, None], (step.kind == HANDOFF)[:, None]
         self.link_rows = np.where(link)[0]
         self.instances = np.where(link, step.instances, 0.0)[:, None]
         self.hop_s = (step.latency_steps * allreduce_hop_us(hw) * 1e-6)[:, None]
-        self.no_peak = any((not r or dtype in hw.estimated_peaks) and g.kind not in ("allreduce", "handoff")
+        self.no_peak = any((not r or dtype in hw.estimated_peaks) and g.kind not in LINK_KINDS
                            for (r, dtype), g in zip(peaks, step.groups))
 
     def subset(self, idx) -> "DeviceStep":
