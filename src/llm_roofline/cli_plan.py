@@ -48,6 +48,12 @@ def plan(
     max_devices: Annotated[int, typer.Option("--max-devices", help="Most devices per configuration (tp x pp x "
                                              "replicas).")] = 8,
     engine: Annotated[Optional[str], typer.Option(help="Engine whose fitted profile the estimate uses.")] = None,
+    scheduler: Annotated[str, typer.Option(help="Batching under --rate: chunked (vLLM V1: decodes first, prompts "
+                                                "in chunks filling --token-budget per iteration) or prefill-first "
+                                                "(waiting prompts in a pass of their own).")] = "chunked",
+    token_budget: Annotated[Optional[int], typer.Option("--token-budget", help="Tokens per iteration under the "
+                                                        "chunked scheduler (vLLM's max_num_batched_tokens; "
+                                                        "default: vLLM's, 8192 on H100/H200, else 2048).")] = None,
     kv_cache: KvCacheOpt = None,
     price: Annotated[list[str], typer.Option(help="USD per device hour, DEVICE=USD (repeat); overrides the "
                                              "shipped public prices.")] = [],  # noqa: B006
@@ -67,7 +73,8 @@ def plan(
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
     result = run(model, devices, weights=_split(weights, "--weights") or None, prompt=prompt, gen=gen, rate=rate,
                  users=users, tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms, max_devices=max_devices,
-                 engine=engine, kv_cache=kv_cache, prices=_prices(price))
+                 engine=engine, kv_cache=kv_cache, prices=_prices(price), scheduler=scheduler,
+                 token_budget=token_budget)
     if csv and result.configs:
         from .cli_sweep import write_csv
 

@@ -109,10 +109,13 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
          weights: list[str] | None = None, prompt: int = 1024, gen: int = 256, rate: float | None = None,
          users: int | None = None, tpot_ms: float | None = None, min_tok_s: float | None = None,
          ttft_ms: float | None = None, max_devices: int = 8, engine: str | None = None,
-         kv_cache: str | None = None, prices: dict[str, float] | None = None) -> PlanResult:
+         kv_cache: str | None = None, prices: dict[str, float] | None = None, scheduler: str = "chunked",
+         token_budget: int | None = None) -> PlanResult:
     """The configurations that serve `rate` requests/s (or `users` concurrent users; neither: one user) of
-    `prompt` tokens in and `gen` out within the targets, cheapest first."""
-    from .serving import step_tables, steady_state
+    `prompt` tokens in and `gen` out within the targets, cheapest first. scheduler: "chunked" (vLLM V1: decodes
+    first, prompts in chunks filling a token budget per iteration; token_budget default: vLLM's for the device)
+    or "prefill-first" (waiting prompts prefilled in a pass of their own)."""
+    from .serving import SCHEDULERS, step_tables, steady_state
 
     check_workload(prompt=prompt, gen=gen)
     if rate is not None and users is not None:
@@ -121,11 +124,15 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
         raise UserError(f"--rate must be requests per second in (0, 1e6], got {rate!r}")
     if users is not None:
         check_workload(users=users)
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+    if token_budget is not None and not (isinstance(token_budget, int) and 1 <= token_budget <= 1 << 20):
+        raise UserError(f"--token-budget must be a whole number of tokens in 1..{1 << 20:,}, got {token_budget!r}")
     if not (isinstance(max_devices, int) and 1 <= max_devices <= 4096):
         raise UserError(f"--max-devices must be a whole number in 1..4096, got {max_devices!r}")
     targets = _check_targets(tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms)
     load = {"rate_rps": rate} if rate is not None else {"users": users or 1}
-    load.update(prompt=prompt, gen=gen)
+    load.update(prompt=prompt, gen=gen, scheduler=scheduler)
     spec = load_model(model)
     devices = [load_hardware(h) for h in (hardware or ["h100"])]
     price = resolve_prices(prices)
@@ -143,13 +150,13 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
                         if "does not split" in str(exc):
                             continue  # heads that tp does not divide: not a layout an engine runs
                         raise
-                    tables = step_tables(c, prompt, gen)
+                    tables = step_tables(c, prompt, gen, token_budget)
                     if tables.max_concurrency < 1:
                         continue  # does not fit one sequence
                     replicas = np.arange(1, max_devices // c.devices + 1)
                     candidates += replicas.size
                     if rate is not None:
-                        s = steady_state(tables, gen, rate=rate / replicas)
+                        s = steady_state(tables, gen, rate=rate / replicas, scheduler=scheduler)
                     else:
                         s = steady_state(tables, gen, users=np.ceil((users or 1) / replicas))
                     for i, r in enumerate(replicas):

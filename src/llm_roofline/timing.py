@@ -330,3 +330,30 @@ def pipelined_decode_ceiling(ds: DeviceStep, eff: Efficiency, batch, depth, gen,
         t = np.where(b >= m, np.maximum(t, m * t / pp), np.inf)
         best = t if best is None else np.minimum(best, t)
     return best
+
+
+def mixed_step_s(ds: DeviceStep, eff: Efficiency, decode_batch, decode_depth, chunk_batch, chunk_tokens,
+                 chunk_depth, bandwidth_gbps) -> np.ndarray:
+    """The estimate of one iteration of a chunked-prefill scheduler (vLLM's): decode_batch sequences decode one
+    token each at KV depth decode_depth, and chunk_batch prompts prefill chunk_tokens tokens each on top of
+    chunk_depth of their own, in the same forward step. Quantities add, except that the weights are read once and
+    the routed experts are those the step's tokens touch together. Arrays broadcast together."""
+    step = ds.step
+    c, dd, n, t, xd = (v.reshape(-1) for v in np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (
+        decode_batch, decode_depth, chunk_batch, chunk_tokens, chunk_depth))))
+    x = n * t
+    phi_d = step.basis(c, 1.0, dd, decode=True)
+    phi_p = step.basis(n, np.maximum(t, 1.0), xd) * (x > 0)  # the prompts' chunks (none: nothing)
+    phi_p[0] = 0.0  # the weights: read once, with the decode part's
+    if step.spec.moe is not None:
+        e = step.basis_names.index("experts")
+        tokens = c + x  # every token of the step; under expert parallel with replicas, the routed basis's
+        phi_d[e] = step.basis(tokens, 1.0, 0.0)[e] if step.replicas == 1 else \
+            step.basis(np.ones_like(tokens), tokens, 0.0)[e]
+        phi_p[e] = 0.0
+    g, q, k = step.single.shape
+    values = (step.single.reshape(g * q, k) @ phi_d).reshape(g, q, -1)
+    values += (step.multi.reshape(g * q, k) @ phi_p).reshape(g, q, -1)
+    u = ds.unit_times(StepValues(values, phi_d), np.broadcast_to(np.asarray(bandwidth_gbps, dtype=float), c.shape))
+    p, q_ = ds.sides(u, eff)
+    return np.maximum(p[1], q_[1]).sum(0) + np.asarray(eff.step_overhead_us) * 1e-6
