@@ -16,6 +16,11 @@ GLM_45_AIR = dict(hidden_size=4096, num_hidden_layers=46, num_attention_heads=96
                   tie_word_embeddings=False)  # zai-org/GLM-4.5-Air config.json
 
 
+HUNYUAN_A13B = dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                    head_dim=128, intermediate_size=3072, num_experts=64, moe_topk=[8] * 32, vocab_size=128167,
+                    tie_word_embeddings=True)  # tencent/Hunyuan-A13B-Instruct's shapes
+
+
 def meta_params(cfg) -> int:
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(cfg)
@@ -28,6 +33,9 @@ def meta_params(cfg) -> int:
     ("granitemoehybrid", {}), ("falcon_h1", {}), ("jamba", {}),
     ("deepseek_v32", {"num_hidden_layers": 4, "first_k_dense_replace": 1}),
     ("granitemoehybrid", {"layer_types": ["attention" if i % 8 == 7 else "mamba" for i in range(32)]}),
+    ("mamba", {}), ("mamba", dict(hidden_size=2560, num_hidden_layers=64, vocab_size=50280, use_bias=True)),
+    ("minimax", {}),
+    ("hunyuan_v1_moe", HUNYUAN_A13B),
 ])
 def test_parameters_match_transformers_meta_model(model_type, overrides):
     cfg = transformers.AutoConfig.for_model(model_type, **overrides)
@@ -133,3 +141,38 @@ def test_deepseek_v32_sparse_attention_reads_the_top_k():
     # continuous depth): the attention reads 2048 latents and writes one; the indexer reads every key
     assert rows["attention"].kv_bytes == pytest.approx(61 * (2048 + 1) * (512 + 64) * 2, rel=1e-9)
     assert rows["indexer"].kv_bytes == pytest.approx(61 * (100_000.5 + 1) * 132, rel=1e-9)
+
+
+def test_mamba_state_is_fixed_per_sequence():
+    """Mamba (transformers' default shapes, read from its config): per layer an fp32 state of d_inner x state_size
+    (d_inner = 2 x hidden_size) and the convolution's last conv_kernel - 1 inputs over d_inner channels in 16
+    bits, whatever the length."""
+    cfg = transformers.AutoConfig.for_model("mamba")
+    spec = spec_from_config(cfg.to_dict(), "mamba")
+    d = 2 * cfg.hidden_size
+    per_layer = d * cfg.state_size * 4 + d * (cfg.conv_kernel - 1) * 2
+    for length in (1, 100000):
+        assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(cfg.num_hidden_layers * per_layer)
+
+
+def test_minimax_keeps_kv_for_softmax_layers_and_a_state_for_lightning_ones():
+    """MiniMax (transformers' default: 32 layers alternating softmax and lightning attention, 32 heads of 128, 8 KV
+    heads): softmax layers cache 2 x 8 x 128 x 2 bytes a token; lightning layers hold 32 x 128 x 128 fp32."""
+    cfg = transformers.AutoConfig.for_model("minimax")
+    spec = spec_from_config(cfg.to_dict(), "minimax")
+    full = sum(t == "full_attention" for t in cfg.layer_types)
+    state = (32 - full) * 32 * 128 * 128 * 4
+    for length in (1, 8192, 1 << 20):
+        assert kv_cache_bytes(spec, 16, 1, length) == pytest.approx(full * length * 2 * 8 * 128 * 2 + state)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"moe_topk": [8] * 31 + [4]}, "differs between layers"),
+    ({"use_cla": True}, "cross-layer attention"),
+])
+def test_hunyuan_layouts_not_modelled_are_refused(overrides, match):
+    from llm_roofline.errors import UserError
+
+    raw = transformers.AutoConfig.for_model("hunyuan_v1_moe", **HUNYUAN_A13B).to_dict()
+    with pytest.raises(UserError, match=match):
+        spec_from_config({**raw, **overrides}, "hunyuan")

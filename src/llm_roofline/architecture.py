@@ -76,6 +76,7 @@ class MambaSpec:
     state_bytes: int = 4  # the SSM state is kept in fp32 (mamba_ssm_dtype)
     dt_rank: int = 0  # Mamba-1 (Jamba): x_proj and dt_proj through this rank; n_heads = d_inner, head_dim 1
     bc_norms: bool = False  # Jamba's RMSNorms on dt, B and C
+    proj_bias: bool = False  # Mamba-1's use_bias: biases on in_proj and out_proj
 
     @property
     def d_inner(self) -> int:
@@ -88,7 +89,8 @@ class MambaSpec:
 
 @dataclass(frozen=True)
 class LinearAttentionSpec:
-    """Gated DeltaNet (Qwen3.5 / Qwen3-Next): a fixed-size recurrent state instead of a growing KV cache."""
+    """Linear attention with a fixed-size recurrent state instead of a growing KV cache: Gated DeltaNet (Qwen3.5 /
+    Qwen3-Next) or MiniMax's lightning attention (kind "lightning": no convolution, an output gate)."""
 
     n_key_heads: int
     n_value_heads: int
@@ -96,6 +98,8 @@ class LinearAttentionSpec:
     value_head_dim: int
     conv_kernel: int
     state_bytes: int = 4  # the recurrent state is kept in fp32 (mamba_ssm_dtype)
+    kind: str = "gated_deltanet"
+    chunk: int = 64  # tokens per block of the chunked prefill (intra-block attention)
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,10 @@ DEFAULTS: dict[str, dict] = {
               "expert_layer_offset": 1, "mamba_dt_rank": 256, "mamba_expand": 2},
     "ernie4_5_moe": {"tie_word_embeddings": True, "moe_layer_interval": 1, "moe_layer_start_index": 1,
                      "moe_num_shared_experts": 0},
+    "hunyuan_v1_moe": {"tie_word_embeddings": False, "num_experts": 1, "moe_topk": 1},
+    "minimax": {"tie_word_embeddings": False, "block_size": 256},
+    "mamba": {"tie_word_embeddings": True, "expand": 2, "conv_kernel": 4, "state_size": 16,
+              "time_step_rank": "auto", "use_conv_bias": True, "use_bias": False},
 }
 SUPPORTED = sorted(DEFAULTS)
 # Physical bounds on what a config may say. Every size field is at most MAX_SIZE (the widest real tensors are
@@ -485,6 +493,13 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
         if cfg.get("num_nextn_predict_layers"):
             notes.append("multi-token-prediction (MTP) layer not counted: it is used only for speculative decoding "
                          "(--mtp)")
+    elif mt == "hunyuan_v1_moe":  # every layer: routed experts beside one shared MLP, all of intermediate_size
+        if cfg.flag("use_cla"):
+            raise UserError(f"{cfg.origin}: cross-layer attention (use_cla) is not modelled yet")
+        size = cfg.int("intermediate_size")
+        moe = MoESpec(_uniform(cfg, "num_experts"), _uniform(cfg, "moe_topk"), size, n_shared=1,
+                      shared_intermediate=size)
+        mlp = ["moe"] * n_layers
     elif mt in ("qwen3_moe", "qwen2_moe"):
         shared = cfg.optional_int("shared_expert_intermediate_size", minimum=0) or 0
         moe = MoESpec(cfg.int("num_experts"), cfg.int("num_experts_per_tok"), cfg.int("moe_intermediate_size"),
@@ -503,7 +518,7 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
         kw["mtp_layers"] = cfg.optional_int("num_nextn_predict_layers", minimum=0) or 0
     if mt in ("gemma2", "gemma3_text"):
         kw["norms_per_layer"] = 4
-    if mt in ("qwen3", "qwen3_moe", "gemma3_text", "exaone4") or mt in ("glm4_moe", "cohere2") and \
+    if mt in ("qwen3", "qwen3_moe", "gemma3_text", "exaone4", "hunyuan_v1_moe") or mt in ("glm4_moe", "cohere2") and \
             cfg.flag("use_qk_norm"):
         kw["qk_norm"] = "head"
     if mt in ("olmo2", "olmo3"):
@@ -517,6 +532,17 @@ def _read_llama_like(cfg: _Config, model_id: str, dtype: str, notes: list[str]) 
     if cfg.flag("mlp_bias"):
         kw["mlp_bias"] = True
     return _common(cfg, model_id, dtype, notes, layers, moe=moe, **kw)
+
+
+def _uniform(cfg: _Config, key: str) -> int:
+    """A per-model integer that a config may also give per layer (a list): all layers alike, or refused."""
+    value = cfg.get(key)
+    if isinstance(value, list):
+        if not value or len(set(map(str, value))) != 1:
+            raise UserError(f"{cfg.origin}: field {key!r} differs between layers ({value!r:.80}); per-layer values "
+                            "are not modelled yet")
+        return _Config({key: value[0]}, cfg.model_type, cfg.origin).int(key)
+    return cfg.int(key)
 
 
 def _read_deepseek(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
@@ -658,6 +684,34 @@ def _read_mamba2(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> M
     return _common(cfg, model_id, dtype, notes, layers, mamba=mb, norms_per_layer=1)
 
 
+def _read_mamba(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """Mamba (1): every block one norm and one selective-scan mixer (in_proj to x and z, a causal convolution,
+    x_proj to dt, B and C, dt_proj, out_proj); no MLP and no KV cache, a fixed state per sequence."""
+    h = cfg.int("hidden_size")
+    d = cfg.int("intermediate_size", default=cfg.int("expand") * h)
+    rank = cfg.get("time_step_rank")
+    rank = math.ceil(h / 16) if rank == "auto" else cfg.int("time_step_rank")
+    mb = MambaSpec(d, 1, cfg.int("state_size"), 0, cfg.int("conv_kernel"), cfg.flag("use_conv_bias", True),
+                   gated_norm=False, dt_rank=rank, proj_bias=cfg.flag("use_bias"))
+    layers = [LayerSpec("linear", d, d, 1, mlp="none") for _ in range(cfg.int("num_hidden_layers"))]
+    return _common(cfg, model_id, dtype, notes, layers, mamba=mb, norms_per_layer=1)
+
+
+def _read_minimax(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
+    """MiniMax-Text-01 (transformers' minimax): lightning-attention layers (linear attention in blocks of
+    block_size, a head_dim x head_dim state per head) and softmax-attention layers as layer_types says, each
+    followed by Mixtral-style routed experts."""
+    n_layers = cfg.int("num_hidden_layers")
+    heads, kv, head_dim = _attention_shape(cfg)
+    types = cfg.get("layer_types")
+    _check_layer_types(cfg, types, n_layers, ("full_attention", "linear_attention"))
+    lin = LinearAttentionSpec(heads, heads, head_dim, head_dim, 0, kind="lightning", chunk=cfg.int("block_size"))
+    moe = MoESpec(cfg.int("num_local_experts"), cfg.int("num_experts_per_tok"), cfg.int("intermediate_size"))
+    layers = [LayerSpec("linear" if t == "linear_attention" else "gqa", heads, kv, head_dim, mlp="moe",
+                        intermediate=cfg.int("intermediate_size")) for t in types]
+    return _common(cfg, model_id, dtype, notes, layers, linear_attention=lin, moe=moe)
+
+
 def _read_granite_hybrid(cfg: _Config, model_id: str, dtype: str, notes: list[str]) -> ModelSpec:
     """Granite 4.0 hybrids: Mamba-2 mixers and attention layers (layer_types), each followed by routed experts
     with a shared MLP (or by the shared MLP alone when there are no experts)."""
@@ -762,6 +816,8 @@ _READERS = {
     "qwen3_next": _read_qwen3_5,
     "llama4_text": _read_llama4,
     "mamba2": _read_mamba2,
+    "mamba": _read_mamba,
+    "minimax": _read_minimax,
     "granitemoehybrid": _read_granite_hybrid,
     "falcon_h1": _read_falcon_h1,
     "jamba": _read_jamba,
@@ -947,6 +1003,12 @@ def layer_weights(spec: ModelSpec, layer: LayerSpec) -> list[WeightGroup]:
         mixer, extra = _mamba_weights(spec.mamba, h, "attn_qkv", "attn_out")
         groups += mixer
         norms += extra
+    elif layer.attention == "linear" and spec.linear_attention.kind == "lightning":
+        la = spec.linear_attention  # qkv_proj and output_gate on the input, out_proj, one norm over the heads
+        width = la.n_value_heads * la.value_head_dim
+        groups.append(WeightGroup("attn_qkv", h * 4 * width, "linear", shapes=((3 * width, h), (width, h))))
+        groups.append(WeightGroup("attn_out", width * h, "linear", shapes=((h, width),)))
+        norms += width
     elif layer.attention == "linear":
         la = spec.linear_attention
         key_dim, value_dim = la.n_key_heads * la.key_head_dim, la.n_value_heads * la.value_head_dim
@@ -1005,7 +1067,7 @@ def _mamba_weights(mb: MambaSpec, h: int, in_name: str, out_name: str) -> tuple[
         groups = [WeightGroup(in_name, sum(a * b for a, b in mats), "linear", shapes=mats),
                   WeightGroup(out_name, d * h, "linear", shapes=((h, d),))]
         small = d * (mb.conv_kernel + (1 if mb.conv_bias else 0)) + d + d * n + d  # conv, dt bias, A, D
-        return groups, small + ((r + 2 * n) if mb.bc_norms else 0)
+        return groups, small + ((r + 2 * n) if mb.bc_norms else 0) + ((2 * d + h) if mb.proj_bias else 0)
     width = 2 * mb.d_inner + 2 * mb.n_groups * mb.d_state + mb.n_heads  # z, x, B, C and dt
     groups = [WeightGroup(in_name, h * width, "linear", shapes=((width, h),)),
               WeightGroup(out_name, mb.d_inner * h, "linear", shapes=((h, mb.d_inner),))]

@@ -116,7 +116,8 @@ def recurrent_state_bytes(spec: ModelSpec, layer: LayerSpec, tp: int = 1) -> flo
         mb = spec.mamba
         return (mb.n_heads * mb.head_dim * mb.d_state * mb.state_bytes + mb.conv_dim * (mb.conv_kernel - 1) * 2) / tp
     la = spec.linear_attention
-    conv = (2 * la.n_key_heads * la.key_head_dim + la.n_value_heads * la.value_head_dim) * (la.conv_kernel - 1) * 2
+    channels = 2 * la.n_key_heads * la.key_head_dim + la.n_value_heads * la.value_head_dim
+    conv = channels * max(la.conv_kernel - 1, 0) * 2  # the convolution's last inputs (lightning attention: none)
     return (la.n_value_heads * la.key_head_dim * la.value_head_dim * la.state_bytes + conv) / tp
 
 
@@ -210,13 +211,13 @@ def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act
     if layer.attention == "linear":
         la = spec.linear_attention
         v_heads = la.n_value_heads / tp
-        # Gated delta rule: decay, k^T S, rank-1 update and q S per token, each ~ dk*dv per value head;
-        # prefill runs in chunks of 64 with an intra-chunk attention on top.
-        per_token = 8 * v_heads * la.key_head_dim * la.value_head_dim
+        # Gated delta rule: decay, k^T S, rank-1 update and q S per token, each ~ dk*dv per value head (lightning
+        # attention: decay, k^T v and q S); prefill runs in blocks with an intra-block attention on top.
+        per_token = (8 if la.kind == "gated_deltanet" else 6) * v_heads * la.key_head_dim * la.value_head_dim
         state = recurrent_state_bytes(spec, layer, tp)
         terms = {FLOPS: {"tokens": per_token}, KV: {"sequences": 2 * state},
                  ACT: {"tokens": 2 * v_heads * la.value_head_dim * act}}
-        multi = {**terms, FLOPS: {"tokens": per_token + 4 * v_heads * 64 * la.key_head_dim}}
+        multi = {**terms, FLOPS: {"tokens": per_token + 4 * v_heads * la.chunk * la.key_head_dim}}
         t.add(Group("attention", "attention", dtype, count), terms, multi)
         return
     heads = layer.n_heads / tp
