@@ -116,3 +116,17 @@ def test_factored_grid_equals_every_workload_evaluated(model, device, options):
         for key in want:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-9, err_msg=key)
 
+
+
+def test_long_sweeps_and_plans_report_progress():
+    from llm_roofline.plan import plan
+    from llm_roofline.sweeps import sweep_configs
+
+    calls = []
+    out = sweep_configs("llama-3.1-8b", ["h100", "4090"], weights=["bf16", "q4_k_m"], tp=[1, 2], batch=[1, 8],
+                        progress=lambda done, total, label: calls.append((done, total, label)))
+    assert len(out) == 8 and [c[0] for c in calls] == list(range(1, 17)) and {c[1] for c in calls} == {16}
+    seen = []
+    plan("llama-3.1-8b", ["h100", "a100"], weights=["bf16"], rate=1.0, max_devices=2,
+         progress=lambda done, total, label: seen.append((done, total)))
+    assert seen == [(0, 2), (1, 2)]

@@ -95,3 +95,44 @@ def test_a_burst_of_requests_is_answered_and_the_server_keeps_answering(client):
 def test_serve_refuses_a_bad_port(capsys):
     assert main(["serve", "--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_a_running_server_answers_200_concurrent_clients_with_bounded_memory():
+    """`llm-roofline serve`'s own stack (uvicorn on 127.0.0.1) under 200 clients at once: every request answered,
+    the server still answering afterwards, and its memory not growing with the burst."""
+    import resource
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started
+    try:
+        def one(i):
+            with httpx.Client(timeout=60) as c:
+                return c.get(f"{url}/api/predict", params={"model": "llama-3.1-8b", "batch": 1 + i % 64}).status_code
+
+        one(0)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with ThreadPoolExecutor(200) as pool:
+            codes = list(pool.map(one, range(200)))
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert codes.count(200) == 200
+        assert grown_mb < 300, grown_mb  # 200 clients' threads and buffers, not one copy of the model per request
+        assert httpx.get(f"{url}/api/catalog", timeout=30).json()["models"]
+    finally:
+        server.should_exit = True
+        thread.join(10)

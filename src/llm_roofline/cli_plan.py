@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import (CategoryOpt, Flag, JsonOpt, KvCacheOpt, MinMemoryOpt, _console, _print_json, _split,
-                         check_outputs)
+from .cli_common import (CategoryOpt, Flag, JsonOpt, KvCacheOpt, MinMemoryOpt, SourceProgress, _console, _print_json,
+                         _split, check_outputs)
 from .errors import UserError
 
 TABLE_ROWS = 20
@@ -71,10 +71,11 @@ def plan(
 
     check_outputs(csv=csv, html=html)
     devices = select_hardware(_split(hardware, "--hardware"), _split(category) or None, min_memory_gb)
-    result = run(model, devices, weights=_split(weights, "--weights") or None, prompt=prompt, gen=gen, rate=rate,
-                 users=users, tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms, max_devices=max_devices,
-                 engine=engine, kv_cache=kv_cache, prices=_prices(price), scheduler=scheduler,
-                 token_budget=token_budget)
+    with SourceProgress("plan") as progress:
+        result = run(model, devices, weights=_split(weights, "--weights") or None, prompt=prompt, gen=gen,
+                     rate=rate, users=users, tpot_ms=tpot_ms, min_tok_s=min_tok_s, ttft_ms=ttft_ms,
+                     max_devices=max_devices, engine=engine, kv_cache=kv_cache, prices=_prices(price),
+                     scheduler=scheduler, token_budget=token_budget, progress=progress)
     if csv and result.configs:
         from .cli_sweep import write_csv
 

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import (DEFAULT_HARDWARE, CategoryOpt, JsonOpt, KvCacheOpt, MinMemoryOpt, _console, _print_json,
-                         _split, check_outputs, parse_values)
+from .cli_common import (DEFAULT_HARDWARE, CategoryOpt, JsonOpt, KvCacheOpt, MinMemoryOpt, SourceProgress, _console,
+                         _print_json, _split, check_outputs, parse_values)
 from .errors import UserError
 
 TABLE_ROWS = 40  # the terminal shows the trade-off curves; every configuration goes to --csv / --json
@@ -72,10 +72,11 @@ def sweep(
     prompt_n, gen_n = parse_values([prompt], "--prompt"), parse_values([gen], "--gen")
     if len(prompt_n) != 1 or len(gen_n) != 1:
         raise UserError("--prompt and --gen take one value each; sweep them with separate runs")
-    results = sweep_configs(model, devices, weights=formats, tp=tps, pp=pps, ep=eps,
-                            batch=np.array(batches)[:, None], context=None if contexts is None else
-                            np.array(contexts)[None, :], prompt=prompt_n[0], gen=gen_n[0], kv_cache=kv_cache,
-                            engine=engine)
+    with SourceProgress("sweep") as progress:
+        results = sweep_configs(model, devices, weights=formats, tp=tps, pp=pps, ep=eps,
+                                batch=np.array(batches)[:, None], context=None if contexts is None else
+                                np.array(contexts)[None, :], prompt=prompt_n[0], gen=gen_n[0], kv_cache=kv_cache,
+                                engine=engine, progress=progress)
     records = [r for res in results for r in res.records()]
     if csv:
         write_csv(csv, records)

@@ -110,11 +110,12 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
          users: int | None = None, tpot_ms: float | None = None, min_tok_s: float | None = None,
          ttft_ms: float | None = None, max_devices: int = 8, engine: str | None = None,
          kv_cache: str | None = None, prices: dict[str, float] | None = None, scheduler: str = "chunked",
-         token_budget: int | None = None) -> PlanResult:
+         token_budget: int | None = None, progress=None) -> PlanResult:
     """The configurations that serve `rate` requests/s (or `users` concurrent users; neither: one user) of
     `prompt` tokens in and `gen` out within the targets, cheapest first. scheduler: "chunked" (vLLM V1: decodes
     first, prompts in chunks filling a token budget per iteration; token_budget default: vLLM's for the device)
-    or "prefill-first" (waiting prompts prefilled in a pass of their own)."""
+    or "prefill-first" (waiting prompts prefilled in a pass of their own). progress: called (done, total, label)
+    per device and format searched."""
     from .serving import SCHEDULERS, step_tables, steady_state
 
     check_workload(prompt=prompt, gen=gen)
@@ -139,28 +140,29 @@ def plan(model: str | Path | ModelSpec, hardware: list[str | Path | Hardware] | 
     formats = weights or [None]
     configs: list[PlanConfig] = []
     candidates = 0
-    for hw in devices:
-        for fmt in formats:
-            for pp in [p for p in _powers(max_devices) if p <= spec.n_layers]:
-                for tp, ep in ((t, e) for t in _powers(max_devices // pp)
-                               for e in _expert_parallel_sizes(spec, t, max_devices // pp)):
-                    try:
-                        c = compile(spec, hw, weights=fmt, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine, ep=ep)
-                    except UserError as exc:
-                        if "does not split" in str(exc):
-                            continue  # heads that tp does not divide: not a layout an engine runs
-                        raise
-                    tables = step_tables(c, prompt, gen, token_budget)
-                    if tables.max_concurrency < 1:
-                        continue  # does not fit one sequence
-                    replicas = np.arange(1, max_devices // c.devices + 1)
-                    candidates += replicas.size
-                    if rate is not None:
-                        s = steady_state(tables, gen, rate=rate / replicas, scheduler=scheduler)
-                    else:
-                        s = steady_state(tables, gen, users=np.ceil((users or 1) / replicas))
-                    for i, r in enumerate(replicas):
-                        configs.append(_config(c, int(r), s, i, gen, targets, price))
+    report = progress or (lambda done, total, label: None)
+    for n, (hw, fmt) in enumerate((h, f) for h in devices for f in formats):
+        report(n, len(devices) * len(formats), f"{hw.id} {fmt or ''}")
+        for pp in [p for p in _powers(max_devices) if p <= spec.n_layers]:
+            for tp, ep in ((t, e) for t in _powers(max_devices // pp)
+                           for e in _expert_parallel_sizes(spec, t, max_devices // pp)):
+                try:
+                    c = compile(spec, hw, weights=fmt, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine, ep=ep)
+                except UserError as exc:
+                    if "does not split" in str(exc):
+                        continue  # heads that tp does not divide: not a layout an engine runs
+                    raise
+                tables = step_tables(c, prompt, gen, token_budget)
+                if tables.max_concurrency < 1:
+                    continue  # does not fit one sequence
+                replicas = np.arange(1, max_devices // c.devices + 1)
+                candidates += replicas.size
+                if rate is not None:
+                    s = steady_state(tables, gen, rate=rate / replicas, scheduler=scheduler)
+                else:
+                    s = steady_state(tables, gen, users=np.ceil((users or 1) / replicas))
+                for i, r in enumerate(replicas):
+                    configs.append(_config(c, int(r), s, i, gen, targets, price))
     feasible = sorted((c for c in configs if c.feasible),
                       key=lambda c: (c.cost_per_hour_usd is None, c.cost_per_hour_usd or 0.0, c.devices, c.tpot_ms))
     nearest = None

@@ -139,9 +139,10 @@ MAX_CONFIGS = 5_000_000  # one sweep's configurations: about a second of evaluat
 def sweep_configs(model: str | Path | ModelSpec, hardware: list, *, weights: list | None = None,
                   tp: list[int] | None = None, pp: list[int] | None = None, batch=1, prompt=512, context=None,
                   gen=256, kv_cache: str | None = None, engine: str | None = None,
-                  ep: list[int] | None = None) -> list[SweepResult]:
+                  ep: list[int] | None = None, progress=None) -> list[SweepResult]:
     """sweep() for every device x format x tp x pp x ep: all compiled (and so checked) before any is evaluated.
-    Expert-parallel sizes pair only with the tp sizes they are multiples of (ep 1 with every tp)."""
+    Expert-parallel sizes pair only with the tp sizes they are multiples of (ep 1 with every tp). progress:
+    called (done, total, label) as the layouts are compiled and evaluated."""
     b, p, g = _whole("batch", batch, 1), _whole("prompt", prompt, 1), _whole("gen", gen, 1)
     d = None if context is None else _whole("context", context, 0)
     per_layout = int(np.prod(np.broadcast_shapes(b.shape, p.shape, g.shape, () if d is None else d.shape)))
@@ -153,9 +154,17 @@ def sweep_configs(model: str | Path | ModelSpec, hardware: list, *, weights: lis
     if per_layout * len(layouts) > MAX_CONFIGS:
         raise UserError(f"{per_layout * len(layouts):,} configurations is more than one sweep takes "
                         f"({MAX_CONFIGS:,}); sweep fewer devices, formats or values")
-    compiled = [compile(model, h, weights=f, kv_cache=kv_cache, tp=t, pp=s, engine=engine, ep=e)
-                for h, f, t, s, e in layouts]
-    return [evaluate(c, b, p, d, g) for c in compiled]
+    report = progress or (lambda done, total, label: None)
+    total = 2 * len(layouts)
+    compiled = []
+    for i, (h, f, t, s, e) in enumerate(layouts):
+        compiled.append(compile(model, h, weights=f, kv_cache=kv_cache, tp=t, pp=s, engine=engine, ep=e))
+        report(i + 1, total, f"compiling {compiled[-1].hw.id}")
+    out = []
+    for i, c in enumerate(compiled):
+        out.append(evaluate(c, b, p, d, g))
+        report(len(layouts) + i + 1, total, f"{c.hw.id} {c.fmt.id} tp {c.tp} pp {c.pp}")
+    return out
 
 
 def pareto_front(per_user: np.ndarray, per_device: np.ndarray) -> np.ndarray:
