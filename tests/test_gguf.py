@@ -175,3 +175,104 @@ def test_gpt_oss_gguf_with_mxfp4_experts(tmp_path):
     assert [layer.window for layer in spec.layers] == [128, None]
     assert param_counts(spec).total == elements
     assert lr.predict(path, "h100").model.weight_bytes == pytest.approx(nbytes, rel=1e-9)
+
+
+def _finish(w, path):
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def write_deepseek2(path, q_lora=64, router_bias=True):
+    """A DeepSeek-V3-style MLA file as llama.cpp writes it since its MLA rework (key_length the latent's width,
+    key_length_mla / value_length_mla per head), one dense layer then a MoE layer with a shared expert."""
+    rng = np.random.default_rng(1)
+    heads, kv_lora, rope, nope, v, experts, eff = 4, 64, 16, 32, 32, 4, 128
+    w = gguf.GGUFWriter(str(path), "deepseek2")
+    for add, value in (("block_count", LAYERS), ("embedding_length", H), ("feed_forward_length", FF),
+                       ("head_count", heads), ("head_count_kv", 1), ("context_length", 4096),
+                       ("key_length", kv_lora + rope), ("value_length", kv_lora), ("key_length_mla", nope + rope),
+                       ("value_length_mla", v), ("kv_lora_rank", kv_lora), ("rope_dimension_count", rope),
+                       ("expert_count", experts), ("expert_used_count", 2), ("expert_shared_count", 1),
+                       ("expert_feed_forward_length", eff), ("leading_dense_block_count", 1)):
+        getattr(w, f"add_{add}")(value)
+    if q_lora:
+        w.add_q_lora_rank(q_lora)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    w.add_token_list([f"t{i}" for i in range(VOCAB)])
+    _tensor(w, "token_embd.weight", (VOCAB, H), Q.Q8_0, rng)
+    _tensor(w, "output.weight", (VOCAB, H), Q.Q8_0, rng)
+    _tensor(w, "output_norm.weight", (H,), Q.F32, rng)
+    for i in range(LAYERS):
+        b = f"blk.{i}"
+        for name, shape in (("attn_norm", (H,)), ("ffn_norm", (H,)), ("attn_kv_a_norm", (kv_lora,))):
+            _tensor(w, f"{b}.{name}.weight", shape, Q.F32, rng)
+        if q_lora:
+            _tensor(w, f"{b}.attn_q_a_norm.weight", (q_lora,), Q.F32, rng)
+            _tensor(w, f"{b}.attn_q_a.weight", (q_lora, H), Q.Q8_0, rng)
+            _tensor(w, f"{b}.attn_q_b.weight", (heads * (nope + rope), q_lora), Q.Q8_0, rng)
+        else:
+            _tensor(w, f"{b}.attn_q.weight", (heads * (nope + rope), H), Q.Q8_0, rng)
+        _tensor(w, f"{b}.attn_kv_a_mqa.weight", (kv_lora + rope, H), Q.Q8_0, rng)
+        _tensor(w, f"{b}.attn_k_b.weight", (heads, nope, kv_lora), Q.Q8_0, rng)
+        _tensor(w, f"{b}.attn_v_b.weight", (heads, kv_lora, v), Q.Q8_0, rng)
+        _tensor(w, f"{b}.attn_output.weight", (H, heads * v), Q.Q8_0, rng)
+        if i == 0:
+            for n, shape in (("gate", (FF, H)), ("up", (FF, H)), ("down", (H, FF))):
+                _tensor(w, f"{b}.ffn_{n}.weight", shape, Q.Q8_0, rng)
+            continue
+        _tensor(w, f"{b}.ffn_gate_inp.weight", (experts, H), Q.F32, rng)
+        if router_bias:
+            _tensor(w, f"{b}.exp_probs_b.bias", (experts,), Q.F32, rng)
+        for n, shape in (("gate", (experts, eff, H)), ("up", (experts, eff, H)), ("down", (experts, H, eff))):
+            _tensor(w, f"{b}.ffn_{n}_exps.weight", shape, Q.Q4_0, rng)
+        for n, shape in (("gate", (eff, H)), ("up", (eff, H)), ("down", (H, eff))):
+            _tensor(w, f"{b}.ffn_{n}_shexp.weight", shape, Q.Q8_0, rng)
+    return _finish(w, path)
+
+
+def write_mamba(path):
+    rng = np.random.default_rng(2)
+    d, n, k, r = 2 * H, 16, 4, 16
+    w = gguf.GGUFWriter(str(path), "mamba")
+    w.add_block_count(LAYERS)
+    w.add_embedding_length(H)
+    w.add_context_length(1 << 20)
+    w.add_head_count(0)
+    w.add_ssm_inner_size(d)
+    w.add_ssm_state_size(n)
+    w.add_ssm_conv_kernel(k)
+    w.add_ssm_time_step_rank(r)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    w.add_token_list([f"t{i}" for i in range(VOCAB)])
+    _tensor(w, "token_embd.weight", (VOCAB, H), Q.F16, rng)
+    _tensor(w, "output_norm.weight", (H,), Q.F32, rng)
+    for i in range(LAYERS):
+        b = f"blk.{i}"
+        for name, shape, qt in (("attn_norm.weight", (H,), Q.F32), ("ssm_in.weight", (2 * d, H), Q.F16),
+                                ("ssm_conv1d.weight", (d, k), Q.F32), ("ssm_conv1d.bias", (d,), Q.F32),
+                                ("ssm_x.weight", (r + 2 * n, d), Q.F16), ("ssm_dt.weight", (d, r), Q.F16),
+                                ("ssm_dt.bias", (d,), Q.F32), ("ssm_a", (d, n), Q.F32), ("ssm_d", (d,), Q.F32),
+                                ("ssm_out.weight", (H, d), Q.F16)):
+            _tensor(w, f"{b}.{name}", shape, qt, rng)
+    return _finish(w, path)
+
+
+@pytest.mark.parametrize("writer,kw", [(write_deepseek2, {}), (write_deepseek2, {"q_lora": 0, "router_bias": False}),
+                                       (write_mamba, {})])
+def test_mla_and_mamba_files_are_read_exactly(tmp_path, writer, kw):
+    path = writer(tmp_path / "m.gguf", **kw)
+    elements, nbytes = oracle(path)
+    spec = load_model(path)
+    assert param_counts(spec).total == elements
+    p = lr.predict(path, "h100", batch=1, prompt=16, context=0, gen=1)
+    assert p.model.weight_bytes == pytest.approx(nbytes, rel=5e-3)
+    if writer is write_deepseek2:
+        assert spec.mla.kv_lora_rank == 64 and spec.mla.qk_nope_head_dim == 32 and spec.moe.n_shared == 1
+        assert spec.moe.router_bias == kw.get("router_bias", True)
+        # the cache: the latent and the rope key per token, 2 layers, 16 bits
+        assert p.memory.kv_bytes_per_token == pytest.approx(LAYERS * (64 + 16) * 2)
+    else:
+        assert spec.mamba.dt_rank == 16 and p.memory.kv_bytes_per_token == 0

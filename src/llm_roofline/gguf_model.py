@@ -22,7 +22,7 @@ from .formats import WeightFormat
 ARCHITECTURES = {  # general.architecture -> the model_type whose reader models it
     "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe",
     "gemma": "gemma", "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3", "olmo2": "olmo2",
-    "gpt-oss": "gpt_oss",
+    "gpt-oss": "gpt_oss", "deepseek2": "deepseek_v3", "mamba": "mamba",
 }
 SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 MISMATCH = 0.005
@@ -96,8 +96,9 @@ def _config(meta: dict, arch: str, tensors, path: Path) -> dict:
     embd = names.get("token_embd.weight")
     vocab = len(meta["tokenizer.ggml.tokens"]) if "tokenizer.ggml.tokens" in meta else \
         (int(embd.shape[-1]) if embd is not None else None)
-    needed = {"block_count": get("block_count"), "embedding_length": get("embedding_length"),
-              "attention.head_count": get("attention.head_count")}
+    needed = {"block_count": get("block_count"), "embedding_length": get("embedding_length")}
+    if arch != "mamba":
+        needed["attention.head_count"] = get("attention.head_count")
     missing = [f"{arch}.{k}" for k, v in needed.items() if v is None]
     if missing or vocab is None:
         raise UserError(f"{path}: GGUF metadata lacks {', '.join(missing) or 'the vocabulary'}")
@@ -128,7 +129,32 @@ def _config(meta: dict, arch: str, tensors, path: Path) -> dict:
         cfg.update(intermediate_size=get("expert_feed_forward_length"), experts_per_token=get("expert_used_count"),
                    layer_types=["sliding_attention" if i % 2 == 0 else "full_attention"
                                 for i in range(int(get("block_count")))])
+    if arch == "deepseek2":
+        cfg.update(_deepseek2(get, names))
+    if arch == "mamba":  # no attention: the SSM's sizes
+        cfg.update(model_type="mamba", intermediate_size=get("ssm.inner_size"), state_size=get("ssm.state_size"),
+                   conv_kernel=get("ssm.conv_kernel"), time_step_rank=get("ssm.time_step_rank"),
+                   use_conv_bias=any(n.endswith("ssm_conv1d.bias") for n in names),
+                   use_bias=any(n.endswith("ssm_in.bias") for n in names))
     return {k: v for k, v in cfg.items() if v is not None}
+
+
+def _deepseek2(get, names: dict) -> dict:
+    """DeepSeek-V2/V3 (and R1, Kimi-K2-style) MLA files. Since llama.cpp's MLA rework (ggml-org/llama.cpp pull
+    request 12801) key_length is the latent's width and key_length_mla / value_length_mla the per-head sizes;
+    older files give the per-head sizes as key_length / value_length. A router score-correction bias
+    (exp_probs_b) marks V3's routing."""
+    rope = get("rope.dimension_count")
+    qk = get("attention.key_length_mla", get("attention.key_length"))
+    v = get("attention.value_length_mla", get("attention.value_length"))
+    if rope is None or qk is None or v is None or get("attention.kv_lora_rank") is None:
+        return {"qk_rope_head_dim": None}  # the reader names what is missing
+    return {"q_lora_rank": get("attention.q_lora_rank", 0), "kv_lora_rank": get("attention.kv_lora_rank"),
+            "qk_rope_head_dim": rope, "qk_nope_head_dim": qk - rope, "v_head_dim": v,
+            "n_routed_experts": get("expert_count"), "moe_intermediate_size": get("expert_feed_forward_length"),
+            "n_shared_experts": get("expert_shared_count", 0), "first_k_dense_replace":
+                get("leading_dense_block_count", 0), "moe_layer_freq": 1,
+            "topk_method": "noaux_tc" if any(n.endswith("exp_probs_b.bias") for n in names) else "greedy"}
 
 
 def _kind(t) -> str:
@@ -140,6 +166,8 @@ def _kind(t) -> str:
         return "lm_head"
     if "_exps" in name:
         return "expert"
+    if re.search(r"\.ssm_(a|d|conv1d\.\w+|dt\.bias)$", name):  # Mamba's small tensors, counted with the norms
+        return "norm"
     flat = len(t.shape) == 1 or len(t.shape) == 2 and int(t.shape[-1]) == 1
     if flat and ("norm" in name or "sinks" in name):
         return "norm"
