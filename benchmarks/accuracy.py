@@ -56,7 +56,7 @@ def main() -> None:
         "",
         *table(loso.summary),
         "",
-        "Ranges (p10-p90 of measured / estimate, target 75-85%): for each source, the range built from the other "
+        "80% ranges (the 2.5th-97.5th percentiles of measured / estimate, target 75-85%): for each source, the range built from the other "
         "sources' leave-one-source-out residuals contains "
         + ", ".join(f"{v['covered_pct']:.0f}% of its {kind} rows (n {v['n']})"
                     for kind, v in meta.get("leave_one_source_out_range_coverage", {}).items())
@@ -148,8 +148,10 @@ def main() -> None:
         "(geometrically): one source cannot tell its engine from its own build and setup. No per-row or "
         "per-model constant. "
         "`llm-roofline calibrate --data CSV --out PROFILE.json` reproduces them.",
-        "- Ranges: the 10th-90th percentile of measured/estimate in the leave-one-source-out residuals, per engine "
-        "family and decode/prefill (`predict` prints them as `range (p10-p90)`).",
+        "- Ranges: the 2.5th-97.5th percentiles of measured/estimate in the leave-one-source-out residuals, per "
+        "engine family and decode/prefill, as an 80% range: sources differ more from one another than rows within "
+        "a source, so a nominal 80% band covered only about 70% of a held-out source's rows (`predict` prints "
+        "them as `80% range`).",
         "",
         "## Known weak spots",
         "",

@@ -160,3 +160,37 @@ def test_noisy_repeats_are_warned_about():
 def test_profile_carries_its_warnings(profile_path):
     p = json.loads(profile_path.read_text())
     assert isinstance(p["warnings"], list)
+
+
+def test_acceptance_from_tokens_per_round_by_hand():
+    from llm_roofline.measure.spec_bench import acceptance_from_rounds
+
+    # k = 4: a = 0.5 gives 1 + 0.5 + 0.25 + 0.125 + 0.0625 = 1.9375 tokens per round
+    assert acceptance_from_rounds(1.9375, 4) == pytest.approx(0.5, abs=1e-9)
+    assert acceptance_from_rounds(5.0, 4) == pytest.approx(1.0, abs=1e-9)
+    assert acceptance_from_rounds(1.0, 4) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(UserError):
+        acceptance_from_rounds(6.0, 4)
+
+
+@pytest.mark.parametrize("seed,want", [(0, 1.0), (1, 0.0)])
+def test_bench_draft_measures_the_acceptance_it_predicts_with(profile_path, seed, want):
+    """The target drafting for itself accepts every token; an unrelated model of the same shapes about none.
+    Either way the prediction uses the measured acceptance and keeps the physics' sign: a same-size draft never
+    pays."""
+    pytest.importorskip("transformers")
+    from llm_roofline.measure.spec_bench import bench_speculative
+
+    r = bench_speculative("smollm2-135m", "smollm2-135m", "cpu", "f32", prompt=4, gen=10, draft_tokens=3,
+                          hardware=profile_path, repeats=1, draft_seed=seed)
+    assert r["acceptance"] == pytest.approx(want, abs=0.15)
+    assert r["predicted_speedup"] < 1 and r["measured_speedup"] > 0
+    assert r["assisted_predicted_tok_s"] == pytest.approx(r["plain_measured_tok_s"] * r["predicted_speedup"])
+
+
+def test_bench_draft_refuses_batches_and_other_vocabularies(profile_path, capsys):
+    assert main(["bench", "smollm2-135m", "--draft", "smollm2-135m", "--batch", "2", "--device", "cpu", "-H",
+                 str(profile_path)]) == 2
+    assert "batch 1" in capsys.readouterr().err
+    assert main(["bench", "smollm2-135m", "--draft", "qwen2.5-0.5b", "--device", "cpu", "-H", str(profile_path)]) == 2
+    assert "vocabulary" in capsys.readouterr().err

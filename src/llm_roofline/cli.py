@@ -112,7 +112,7 @@ def _prediction_html(p, path: str) -> None:
     from .report import svg_of, table, write_html
 
     d, f, m = p.decode, p.prefill, p.memory
-    headline = table(["", "ceiling", "estimate", "range (p10-p90)"], [
+    headline = table(["", "ceiling", "estimate", "80% range"], [
         ["decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}",
          f"{d.estimate_low_tok_s:,.1f} - {d.estimate_high_tok_s:,.1f}"],
         ["decode tok/s over the batch", f"{d.ceiling_throughput_tok_s:,.1f}", f"{d.estimate_throughput_tok_s:,.1f}", ""],
@@ -149,7 +149,7 @@ def _show_prediction(p, explain: bool) -> None:
     t.add_column("")
     t.add_column("ceiling", justify="right")
     t.add_column("estimate", justify="right")
-    t.add_column("range (p10-p90)", justify="right")
+    t.add_column("80% range", justify="right")
     t.add_row("decode tok/s per sequence", f"{d.ceiling_tok_s:,.1f}", f"{d.estimate_tok_s:,.1f}",
               f"{d.estimate_low_tok_s:,.1f} - {d.estimate_high_tok_s:,.1f}")
     if w.batch > 1:
@@ -415,6 +415,13 @@ def bench(
     = None,
     plot: Annotated[Optional[str], typer.Option(help="Measured vs predicted across batches to FILE.png|svg.")]
     = None,
+    draft: Annotated[Optional[str], typer.Option(help="Speculative decoding: time transformers' assisted "
+                                                 "generation with this draft (a catalog id, random weights) beside "
+                                                 "plain generation, batch 1.")] = None,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", help="Tokens drafted per round (k).")] = 4,
+    draft_seed: Annotated[int, typer.Option("--draft-seed", help="Seed of the draft's random weights: 0 with the "
+                                            "target's own architecture makes the draft the target itself "
+                                            "(acceptance 1).")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a real decode with transformers and set it beside the prediction from the machine's profile."""
@@ -434,11 +441,20 @@ def bench(
 
     # Every input is checked before the machine is measured (a quick profile takes most of a minute).
     check_inputs(model, dev, weights, batches, prompt, gen, repeats, hardware)
+    if draft is not None:
+        check_inputs(draft, dev, weights, (1,), prompt, gen, repeats, hardware)
+        if batches != (1,) or plot:
+            raise UserError("bench --draft runs batch 1 (transformers' assisted generation) and has no --plot")
+        if not 1 <= draft_tokens <= 16:
+            raise UserError(f"--draft-tokens must be 1..16, got {draft_tokens}")
     profile = hardware
     if profile is None:
         from .measure.micro import measure as quick_measure
 
         profile = quick_measure(dev, quick=True)
+    if draft is not None:
+        _bench_draft(model, draft, dev, weights, prompt, gen, draft_tokens, profile, repeats, draft_seed, as_json)
+        return
     from .cli_common import SourceProgress
 
     with SourceProgress("decoding") as progress:
@@ -465,6 +481,24 @@ def bench(
                   f"{r['measured_tok_s']:,.1f}", f"{r['error_pct']:+.1f}", f"{r['measured_throughput_tok_s']:,.1f}",
                   f"{r['mbu']:.2f}", f"{r['tpot_ms']:,.2f}", f"{r['ttft_ms']:,.1f}", f"{r['estimate_ttft_ms']:,.1f}")
     con.print(t)
+
+
+def _bench_draft(model, draft, dev, weights, prompt, gen, k, profile, repeats, seed, as_json) -> None:
+    from .measure.spec_bench import bench_speculative
+
+    r = bench_speculative(model, draft, dev, weights, prompt, gen, k, profile, repeats, seed)
+    if as_json:
+        _print_json(r)
+        return
+    con = _console()
+    con.print(f"[bold]{r['model']}[/] drafted by [bold]{r['draft']}[/] ({r['weights_source']}), k {k}, prompt "
+              f"{prompt}, {gen} tokens on {dev}: measured acceptance {r['acceptance']:.2f} "
+              f"({r['tokens_per_round']:.2f} tokens per verify pass)")
+    con.print(f"plain generate: measured {r['plain_measured_tok_s']:,.1f} tok/s (profile estimate "
+              f"{r['plain_profile_estimate_tok_s']:,.1f})")
+    con.print(f"assisted: measured {r['assisted_measured_tok_s']:,.1f} tok/s (x{r['measured_speedup']:.2f}); "
+              f"predicted {r['assisted_predicted_tok_s']:,.1f} (x{r['predicted_speedup']:.2f} on the measured plain "
+              f"rate, {r['error_pct']:+.1f}%); from the profile alone {r['assisted_profile_estimate_tok_s']:,.1f}")
 
 
 # ------------------------------------------------------------------------------------------------------ validate

@@ -185,7 +185,7 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
 
 
 def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tuple[float, float]:
-    """(low, high) multipliers of an estimated speed: 10th-90th percentile of measured/estimate in the
+    """(low, high) multipliers of an estimated speed: 80% range (calibrate.RANGE_PERCENTILES) of measured/estimate in the
     leave-one-source-out residuals of the engine's family (or of all engines), widened to hold 1 so that a range
     always contains its estimate."""
     ranges = ranges if ranges is not None else shipped_profiles()[1]

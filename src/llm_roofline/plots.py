@@ -122,7 +122,7 @@ def plot_sweep(results, path: str | Path, max_panels: int = 4) -> Path:
 
 
 def plot_compare(results, path: str | Path, max_bars: int = 60) -> Path:
-    """Decode tok/s per sequence of each model / device / format: the estimate as a bar with its p10-p90 range,
+    """Decode tok/s per sequence of each model / device / format: the estimate as a bar with its 80% range,
     the ceiling as a tick; fastest at the top."""
     path = check_plot_path(path)
     plt = pyplot()
@@ -135,7 +135,7 @@ def plot_compare(results, path: str | Path, max_bars: int = 60) -> Path:
     lo = [p.decode.estimate_tok_s - p.decode.estimate_low_tok_s for p in rows]
     hi = [p.decode.estimate_high_tok_s - p.decode.estimate_tok_s for p in rows]
     ax.barh(y, est, xerr=[lo, hi], color=["tab:blue" if p.memory.fits else "0.75" for p in rows], ecolor="0.4",
-            capsize=2, label="estimate (p10-p90); grey: does not fit")
+            capsize=2, label="estimate (80% range); grey: does not fit")
     ax.scatter([p.decode.ceiling_tok_s for p in rows], y, marker="|", s=120, color="black", label="ceiling",
                zorder=3)
     ax.set_yticks(y, labels, fontsize=7)

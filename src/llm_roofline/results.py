@@ -61,7 +61,7 @@ class Workload:
 class DecodeResult:
     ceiling_tok_s: float  # per sequence
     estimate_tok_s: float
-    estimate_low_tok_s: float  # 10th-90th percentile of measured / estimate in public data (engines.py)
+    estimate_low_tok_s: float  # the 80% range of measured / estimate in public data (engines.py)
     estimate_high_tok_s: float
     ceiling_throughput_tok_s: float  # over the batch
     estimate_throughput_tok_s: float

@@ -46,8 +46,8 @@ class BenchRow:
         return asdict(self)
 
 
-def build_model(config: dict, device: str, weights: str, checkpoint: Path | None = None):
-    """A transformers causal LM: from a local checkpoint, or from a config with random weights."""
+def build_model(config: dict, device: str, weights: str, checkpoint: Path | None = None, seed: int = 0):
+    """A transformers causal LM: from a local checkpoint, or from a config with random weights (seed)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -60,7 +60,7 @@ def build_model(config: dict, device: str, weights: str, checkpoint: Path | None
             clean = {k: v for k, v in config.items() if k not in ("quantization_config", "auto_map")}
             (Path(tmp) / "config.json").write_text(json.dumps(clean))
             cfg = AutoConfig.from_pretrained(tmp, trust_remote_code=False, local_files_only=True)
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, trust_remote_code=False)
     model = model.to(device).eval()
     if weights == "int8":
