@@ -27,3 +27,14 @@ def test_leave_one_source_out_error_does_not_regress():
     time_metric = np.isin(rowset.metric, [METRICS.index("ttft_ms"), METRICS.index("tpot_ms")])
     beats = np.where(time_metric, rowset.measured < ceilings / 1.03, rowset.measured > ceilings * 1.03)
     assert not beats.any()
+
+
+def test_shipped_ranges_cover_about_80_percent_of_held_out_sources():
+    """The calibration's own measurement: for each source, the range built from the other sources' residuals
+    holds 75-85% of its decode and prefill rows."""
+    from llm_roofline.engines import PROFILES_JSON, load_profiles
+
+    _, _, meta = load_profiles(PROFILES_JSON)
+    coverage = meta["leave_one_source_out_range_coverage"]
+    for kind in ("decode", "prefill"):
+        assert 75 <= coverage[kind]["covered_pct"] <= 85, (kind, coverage[kind])
