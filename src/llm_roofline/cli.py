@@ -407,14 +407,22 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     weights: Annotated[str, typer.Option(help="f32, bf16, f16 or int8 (CPU dynamic quantisation).")] = "f32",
     batch: Annotated[list[str], typer.Option(help="Batch sizes (repeat or comma-separate).")] = ["1"],  # noqa: B006
-    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 32,
-    gen: Annotated[int, typer.Option(help="Tokens decoded per sequence.")] = 32,
+    prompt: Annotated[Optional[int], typer.Option(help="Prompt tokens per sequence (default 32; llama.cpp: 512, "
+                                                       "its pp test).")] = None,
+    gen: Annotated[Optional[int], typer.Option(help="Tokens decoded per sequence (default 32; llama.cpp: 128, its "
+                                                    "tg test).")] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs per configuration.")] = 3,
     hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Profile JSON from `measure` "
                                                                               "(default: a quick one, now).")]
     = None,
     plot: Annotated[Optional[str], typer.Option(help="Measured vs predicted across batches to FILE.png|svg.")]
     = None,
+    engine: Annotated[Optional[str], typer.Option(help="llama.cpp: run MODEL.gguf through llama-cpp-python, "
+                                                       "llama-bench style (pp and tg at each --depth); default: "
+                                                       "transformers.")] = None,
+    depth: Annotated[list[str], typer.Option(help="llama.cpp: KV depths the tests start from, e.g. 0,4096.")]
+    = ["0"],  # noqa: B006
+    threads: Annotated[Optional[int], typer.Option(help="llama.cpp: CPU threads (default: every core).")] = None,
     draft: Annotated[Optional[str], typer.Option(help="Speculative decoding: time transformers' assisted "
                                                  "generation with this draft (a catalog id, random weights) beside "
                                                  "plain generation, batch 1.")] = None,
@@ -424,9 +432,16 @@ def bench(
                                             "(acceptance 1).")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a real decode with transformers and set it beside the prediction from the machine's profile."""
+    """Run a real decode with transformers (or llama.cpp) and set it beside the prediction from the machine's
+    profile."""
     from .measure.device import resolve_device
 
+    if engine is not None:
+        if engine != "llama.cpp":
+            raise UserError(f"bench --engine runs llama.cpp (or, without it, transformers); got {engine!r}")
+        _bench_llama(model, prompt or 512, gen or 128, depth, threads, repeats, hardware, plot, as_json)
+        return
+    prompt, gen = prompt or 32, gen or 32
     try:
         batches = tuple(int(b) for b in _split(batch, "--batch"))
     except ValueError:
@@ -481,6 +496,51 @@ def bench(
                   f"{r['measured_tok_s']:,.1f}", f"{r['error_pct']:+.1f}", f"{r['measured_throughput_tok_s']:,.1f}",
                   f"{r['mbu']:.2f}", f"{r['tpot_ms']:,.2f}", f"{r['ttft_ms']:,.1f}", f"{r['estimate_ttft_ms']:,.1f}")
     con.print(t)
+
+
+def _bench_llama(model, prompt, gen, depth, threads, repeats, hardware, plot, as_json) -> None:
+    from .cli_common import SourceProgress, parse_values
+    from .measure.llama_bench import bench_llama_cpp, check_gguf_path, check_llama_cpp
+
+    depths = tuple(parse_values(depth, "--depth", minimum=0))
+    check_outputs(plot=plot)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    check_gguf_path(model)
+    check_llama_cpp()
+    from .architecture import load_model
+
+    load_model(model)  # the file is read (and refused) before the machine is measured
+    profile = hardware
+    if profile is None:
+        from .measure.micro import measure as quick_measure
+
+        profile = quick_measure("cpu", quick=True)
+    with SourceProgress("llama.cpp") as progress:
+        r = bench_llama_cpp(model, profile, prompt, gen, depths, threads, repeats, progress)
+    if plot:
+        from .measure.plots import plot_llama_bench
+
+        plot_llama_bench(r, plot)
+    if as_json:
+        _print_json(r)
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{r['model']}[/] ({r['weights']}, {r['weight_bytes'] / 1e9:,.2f} GB) with llama.cpp "
+              f"(llama-cpp-python {r['llama_cpp_python']}), {r['threads']} threads, {r['repeats']} runs; profile "
+              f"{r['hardware_name']} ({r['bandwidth_gbps']:,.1f} GB/s)")
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("test", "depth", "measured tok/s", "ceiling tok/s", "estimate tok/s", "error %", "MBU", "bound"):
+        t.add_column(col, justify="left" if col in ("test", "bound") else "right")
+    for row in r["rows"]:
+        t.add_row(row["test"], str(row["depth"]), f"{row['measured_tok_s']:,.1f} ± {row['measured_sd_tok_s']:,.1f}",
+                  f"{row['ceiling_tok_s']:,.1f}", f"{row['estimate_tok_s']:,.1f}", f"{row['error_pct']:+.1f}",
+                  f"{row['mbu']:.2f}" if "mbu" in row else "", row["bound"])
+    con.print(t)
+    if plot:
+        con.print(f"chart written to {plot}")
 
 
 def _bench_draft(model, draft, dev, weights, prompt, gen, k, profile, repeats, seed, as_json) -> None:

@@ -68,3 +68,24 @@ def plot_bench(result: dict, path) -> None:
     ax.grid(True, which="both", color="0.93")
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_llama_bench(result: dict, path) -> None:
+    """llama.cpp's pp and tg at each depth: measured (with its spread), estimate and ceiling, side by side."""
+    path = check_plot_path(path)
+    plt = pyplot()
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = range(len(rows))
+    ax.bar([i - 0.27 for i in x], [r["ceiling_tok_s"] for r in rows], 0.27, color="0.8", label="ceiling")
+    ax.bar(x, [r["estimate_tok_s"] for r in rows], 0.27, label="estimate (from the profile)")
+    ax.bar([i + 0.27 for i in x], [r["measured_tok_s"] for r in rows], 0.27,
+           yerr=[r["measured_sd_tok_s"] for r in rows], capsize=2, label="measured (mean ± sd)")
+    ax.set_xticks(list(x), [f"{r['test']} @ d{r['depth']}" for r in rows], fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("tokens/s")
+    ax.set_title(f"{result['model']} ({result['weights']}), llama.cpp, {result['threads']} threads", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, axis="y", which="both", color="0.93")
+    save_figure(fig, path)
+    plt.close(fig)
