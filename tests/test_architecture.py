@@ -185,7 +185,7 @@ def test_aliases_and_paths(tiny_config):
 
 @pytest.mark.parametrize("config,kind", [
     ({**TINY, "model_type": "brand_new"}, ""),
-    ({**TINY, "model_type": "minimax"}, ""),
+    ({**TINY, "model_type": "rwkv"}, ""),
     ({"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 768}, "encoder-only"),
     ({"model_type": "t5", "is_encoder_decoder": True, "d_model": 512}, "encoder-decoder"),
     ({"model_type": "clip", "vision_config": {}, "projection_dim": 512}, ""),

@@ -21,6 +21,7 @@ from .memory import GB, Footprint, memory_budget
 from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult, Workload)
 from .scalar import ScalarPhase, ScalarStep
 from .scalar import applies as scalar_applies
+from .frozen import make
 from .step import LINK_KINDS, CompiledStep
 from .timing import (DeviceStep, Efficiency, PhaseTimes, decode_times, pipelined_decode_ceiling, prefill_times)
 
@@ -239,7 +240,8 @@ class Compiled:
         p_low, p_high = self.prefill_range
         d_bytes, d_kv = d.bytes, d.kv_bytes
         decode_bound = "compute" if d.compute_s > d.memory_s + d.link_s else "memory"
-        decode = DecodeResult(
+        decode = make(
+            DecodeResult,
             ceiling_tok_s=1 / ceiling_s, estimate_tok_s=1 / estimate_s,
             estimate_low_tok_s=min(d_low / estimate_s, 1 / ceiling_s),
             estimate_high_tok_s=min(d_high / estimate_s, 1 / ceiling_s),
@@ -252,7 +254,8 @@ class Compiled:
             link_ms=d.link_s * 1e3, ceiling_bytes_per_step=d.ceiling_bytes,
         )
         p_ceiling, p_estimate = p.ceiling_s, p.estimate_s
-        prefill = PrefillResult(
+        prefill = make(
+            PrefillResult,
             ttft_floor_ms=p_ceiling * 1e3, ttft_ms=p_estimate * 1e3,
             ttft_low_ms=max(p_estimate / p_high, p_ceiling) * 1e3, ttft_high_ms=max(p_estimate / p_low, p_ceiling) * 1e3,
             ceiling_tok_s=batch * prompt / p_ceiling, estimate_tok_s=batch * prompt / p_estimate,
@@ -260,9 +263,10 @@ class Compiled:
             bound="compute" if p.compute_s > p.memory_s + p.link_s else "memory",
             compute_ms=p.compute_s * 1e3, memory_ms=p.memory_s * 1e3, link_ms=p.link_s * 1e3,
         )
-        return Prediction(
-            model=self.model_info, hardware=self._hardware_info(bandwidth),
-            workload=Workload(fmt.id, self.kv_name, batch, prompt, depth, gen, self.tp, self.engine, self.pp, self.ep),
+        return make(
+            Prediction, model=self.model_info, hardware=self._hardware_info(bandwidth),
+            workload=make(Workload, weights=fmt.id, kv_cache=self.kv_name, batch=batch, prompt=prompt, context=depth,
+                          gen=gen, tp=self.tp, engine=self.engine, pp=self.pp, ep=self.ep),
             efficiency=eff, decode=decode, prefill=prefill, memory=mem,
             operators=self._rows("decode", d) + self._rows("prefill", p), notes=tuple(notes))
 
@@ -373,6 +377,15 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
     of experts' experts spread over ep devices per stage, the rest in ep / tp data-parallel replicas), timed
     with `engine`'s fitted profile (else the device-class defaults). The same arguments return the same object
     (cached)."""
+    key = (_key(model), _key(hardware), weights if isinstance(weights, (str, type(None))) else None, kv_cache, tp,
+           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us, routing_skew, ep)
+    cacheable = key[0] is not None and key[1] is not None and (weights is None or isinstance(weights, str))
+    try:
+        hit = _CACHE.get(key) if cacheable else None  # the same arguments were checked when it was compiled
+    except TypeError:  # an unhashable argument: the checks below say what is wrong with it
+        hit, cacheable = None, False
+    if hit is not None:
+        return hit
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         require_positive(name, value)
         if value > MAX_PARALLEL:
@@ -382,11 +395,6 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
             raise UserError(f"{name} is empty; leave it out for the default, or name one")
     if not (isinstance(routing_skew, (int, float)) and math.isfinite(routing_skew) and 0 <= routing_skew <= 5):
         raise UserError(f"routing_skew must be a Zipf exponent in [0, 5] (0: uniform routing), got {routing_skew!r}")
-    key = (_key(model), _key(hardware), weights if isinstance(weights, (str, type(None))) else None, kv_cache, tp,
-           pp, engine, bandwidth_efficiency, compute_efficiency, step_overhead_us, routing_skew, ep)
-    cacheable = key[0] is not None and key[1] is not None and (weights is None or isinstance(weights, str))
-    if cacheable and key in _CACHE:
-        return _CACHE[key]
     spec = load_model(model)
     check_tp(spec, tp)
     check_pp(spec, pp)

@@ -17,9 +17,13 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> str:
 
 
 def require_positive(name: str, value: float, integer: bool = True, allow_zero: bool = False) -> None:
+    import math
+    import numbers
+
     kind = "an integer" if integer else "a number"
-    ok = value >= 0 if allow_zero else value > 0
-    if integer and int(value) != value:
+    numeric = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = numeric and (value >= 0 if allow_zero else value > 0)
+    if ok and integer and int(value) != value:
         ok = False
     if not ok:
         bound = ">= 0" if allow_zero else ">= 1" if integer else "> 0"

@@ -9,6 +9,7 @@ import numpy as np
 
 from .architecture import ModelSpec, global_weights, layer_weights
 from .formats import WeightFormat
+from .frozen import make
 from .step import group_bits, kv_bytes_per_token, recurrent_state_bytes
 
 GIB = 1 << 30  # device capacities (binary: HBM, GDDR and DRAM come in powers of two)
@@ -297,8 +298,8 @@ def memory_budget(spec: ModelSpec, fmt: WeightFormat, kv_bits: float, batch: int
     used = weights + kv + acts + overhead_gb * GB  # the whole prompt's prefill, whatever the length
     min_devices = int(fp.min_devices(batch, prompt, length, capacity, tp)[0]) or None
     per_token = float(fp.kv(1, tp) - fp.kv(0, tp))
-    return MemoryResult(
-        weights_gb=weights / GB, kv_cache_gb=kv / GB, activations_gb=acts / GB, runtime_overhead_gb=overhead_gb,
+    return make(
+        MemoryResult, weights_gb=weights / GB, kv_cache_gb=kv / GB, activations_gb=acts / GB, runtime_overhead_gb=overhead_gb,
         total_gb=used / GB, capacity_gb=capacity_gb, fits=used <= capacity, min_devices=min_devices,
         max_batch=int(fp.max_batch(prompt, length, capacity, tp)), max_context=fp.max_length(batch, prompt, capacity, tp),
         model_max_context=spec.max_position, kv_bytes_per_token=per_token, per_device=tp * pp * fp.ep > 1,

@@ -17,6 +17,7 @@ from .formats import WeightFormat
 from .hardware import Hardware
 from .results import (DecodeResult, HardwareInfo, ModelInfo, OperatorRow, Prediction, PrefillResult,
                       Workload)
+from .speculative import check_speculative
 from .timing import Efficiency, allreduce_hop_us
 
 __all__ = ["predict", "Efficiency", "Prediction", "DecodeResult", "PrefillResult", "OperatorRow", "ModelInfo",
@@ -57,8 +58,6 @@ def predict(
     drafts that cost no model step), draft_tokens and acceptance (per drafted token) add speculative decoding
     (speculative.py) beside the plain figures; mtp: that many multi-token-prediction modules as the draft. routing_skew: a Zipf exponent for the estimate's MoE routing
     (0: uniform); the ceiling always assumes the fewest experts."""
-    from .speculative import check_speculative
-
     check_workload(batch=batch, prompt=prompt, context=context, gen=gen)
     check_speculative(draft, draft_tokens, acceptance, mtp)
     compiled = compile(model, hardware, weights=weights, kv_cache=kv_cache, tp=tp, pp=pp, engine=engine,
