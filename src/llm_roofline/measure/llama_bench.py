@@ -6,7 +6,9 @@
 Each is repeated (mean and standard deviation, as llama-bench reports them) after one warm-up; the cache is
 cleared and refilled to the depth before every run. The prediction beside it is predict() on the GGUF itself
 (its exact tensor bytes) and the machine's measured profile (`llm-roofline measure`): the ceiling streams the
-step's bytes at the measured read rate; the estimate adds the profile's overheads. Nothing is fitted to the run.
+step's bytes at the measured read rate and computes at the rates llama.cpp's kernels can reach on it
+(llama_cpp_device); the estimate applies llama.cpp's efficiency profile (fitted on public measurements by
+`calibrate`, never on this run) to that machine.
 
 Where a quantised type's CPU kernels cannot keep up with the memory (unpacking blocks costs more than reading
 them), tg falls well below the memory-bound estimate: the row says "compute-bound kernels" instead of
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
+ENGINE = "llama.cpp"  # the estimate: llama.cpp's efficiency profile, fitted on public measurements
 SLOWER_THAN_MEMORY = 0.6  # measured below this fraction of the memory-bound estimate: the kernels are the bound
 
 
@@ -31,6 +34,23 @@ def check_llama_cpp():
         raise UserError("bench --engine llama.cpp needs llama-cpp-python: pip install 'llm-roofline[llama]' (it "
                         "compiles llama.cpp, about ten minutes on two cores)") from None
     return llama_cpp
+
+
+def llama_cpp_device(hw):
+    """The measured machine as llama.cpp's CPU kernels use it. They multiply F16 (and BF16) weights in fp32,
+    converting with F16C, and quantised blocks with integer dot products on the same vector units, so PyTorch's
+    own fp16 kernels (a fraction of its sgemm on CPUs) say nothing about them. No published figure bounds these
+    rates on a measured machine (llama.cpp can beat PyTorch's sgemm there), so the ceiling leaves compute
+    unbounded and bounds the memory stream only; the estimate assumes the profile's fp32 rate for the float paths
+    and twice that for the integer dot products (AVX2's byte dot products pack twice the lanes). PyTorch's matmul
+    curves and per-step overheads are PyTorch's, not llama.cpp's: left out."""
+    from dataclasses import replace
+
+    fp32 = hw.peak_tflops.get("fp32")
+    if not fp32:
+        raise UserError(f"{hw.id} has no measured fp32 rate; measure the machine again (llm-roofline measure)")
+    peaks = {**hw.peak_tflops, "fp16": fp32, "bf16": fp32, "int8": 2 * fp32}
+    return replace(hw, peak_tflops=peaks, matmul_curves={}, overheads={}, estimated_peaks=tuple(sorted(peaks)))
 
 
 def check_gguf_path(path: str | Path) -> Path:
@@ -75,6 +95,7 @@ def bench_llama_cpp(path: str | Path, hardware, prompt: int = 512, gen: int = 12
     hw = load_hardware(hardware)
     if not hw.measured:
         raise UserError("bench needs a measured profile: pass --hardware PROFILE.json from `llm-roofline measure`")
+    hw = llama_cpp_device(hw)
     threads = threads or os.cpu_count() or 1
     llama_cpp = check_llama_cpp()
     n_ctx = max(depths) + max(prompt, gen) + 16
@@ -92,18 +113,18 @@ def bench_llama_cpp(path: str | Path, hardware, prompt: int = 512, gen: int = 12
         if progress is not None:
             progress(done, len(steps), f"{kind}{n} @ d{depth}")
         if kind == "pp":  # the prompt on top of `depth` cached tokens
-            p = predict(spec, hw, batch=1, prompt=prompt, context=depth + prompt, gen=1)
+            p = predict(spec, hw, batch=1, prompt=prompt, context=depth + prompt, gen=1, engine=ENGINE)
             ceiling, estimate = p.prefill.ceiling_tok_s, p.prefill.estimate_tok_s
             moved = p.prefill.bytes
         else:
-            p = predict(spec, hw, batch=1, prompt=max(depth, 1), context=depth, gen=gen)
+            p = predict(spec, hw, batch=1, prompt=max(depth, 1), context=depth, gen=gen, engine=ENGINE)
             ceiling, estimate = p.decode.ceiling_tok_s, p.decode.estimate_tok_s
             moved = p.decode.bytes_per_step
         mean = statistics.mean(rates)
         row = {"test": f"{kind}{n}", "depth": depth, "measured_tok_s": mean,
                "measured_sd_tok_s": statistics.stdev(rates) if len(rates) > 1 else 0.0,
                "ceiling_tok_s": ceiling, "estimate_tok_s": estimate, "error_pct": 100 * (estimate - mean) / mean,
-               "bound": p.prefill.bound if kind == "pp" else p.decode.bound}
+               "bound": "compute (the ceiling bounds memory only)" if kind == "pp" else p.decode.bound}
         if kind == "tg":
             row["mbu"] = moved * mean / (hw.bandwidth_gbps * 1e9)
             if mean < SLOWER_THAN_MEMORY * estimate:
