@@ -69,13 +69,14 @@ def main() -> None:
     finally:
         if not opts.keep and not opts.out:
             shutil.rmtree(out, ignore_errors=True)
-    import gguf
+    import importlib.metadata as md
+
     import llama_cpp
 
     prof = json.loads(Path(profile).read_text()) if Path(profile).exists() else {}
     lines = [f"## {datetime.date.today()}: llama.cpp on this CPU (bench --engine llama.cpp)", "",
              f"`python benchmarks/llama_cpp_cpu.py` on {machine()}; llama-cpp-python {llama_cpp.__version__}, gguf "
-             f"{getattr(gguf, '__version__', '?')}; profile bandwidth {prof.get('bandwidth_gbps', 0):,.1f} GB/s; "
+             f"{md.version('gguf')}; profile bandwidth {prof.get('bandwidth_gbps', 0):,.1f} GB/s; "
              f"{results[0]['threads'] if results else '?'} threads, {opts.repeats} runs each (mean ± sd). "
              "Random weights in the shapes of Qwen2.5-0.5B and Llama-3.2-1B (tied embeddings; Q8_0 embedding and "
              "head in the quantised files, Q4_K's rows that are not whole 256-blocks in Q5_0, as llama-quantize "

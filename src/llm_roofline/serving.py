@@ -162,8 +162,11 @@ def steady_state(tables: StepTables, gen: int, rate=None, users=None, scheduler:
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     if users is not None:
         return _cohort(tables, gen, np.asarray(users, dtype=float))
-    if scheduler == "chunked":
-        return _chunked(tables, gen, np.asarray(rate, dtype=float))
+    if scheduler == "chunked":  # in slices of rates: each holds a transition matrix per rate
+        lam = np.atleast_1d(np.asarray(rate, dtype=float))
+        parts = [_chunked(tables, gen, lam[i:i + 32]) for i in range(0, lam.size, 32)]
+        return ServingPoint(*(np.concatenate([getattr(q, f) for q in parts]) for f in (
+            "rate_rps", "concurrency", "ttft_ms", "tpot_ms", "prefill_share", "saturated")), tables.max_concurrency)
     lam = np.asarray(rate, dtype=float)
     decode_tokens = max(gen - 1, 0)
     conc = np.minimum(lam * decode_tokens * tables.decode(1), tables.max_concurrency)
@@ -220,7 +223,8 @@ def _chunked(tables: StepTables, gen: int, lam: np.ndarray) -> ServingPoint:
     decode_tokens = max(gen - 1, 0)
     lam = np.atleast_1d(lam)
     conc = np.minimum(lam * decode_tokens * tables.decode(1), tables.max_concurrency)
-    top = int(3 * budget / p + 24)  # prompts waiting that the chain follows; beyond, the replica is saturated
+    # prompts waiting that the chain follows (three budgets' worth, at most 160): beyond, the replica is saturated
+    top = min(int(3 * budget / p + 24), 160)
     n_states = np.arange(top + 1, dtype=float)
     tau = theta = pi = None
     for _ in range(30):
