@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -22,16 +21,7 @@ from pathlib import Path
 
 from llm_roofline.measure import synthetic_gguf
 from llm_roofline.measure.llama_bench import bench_llama_cpp
-
-
-def machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+from planning_speed import machine  # benchmarks/ is the script's own directory on sys.path
 
 
 def main() -> None:

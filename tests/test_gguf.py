@@ -66,11 +66,7 @@ def write_llama(path, linear=Q.Q8_0, embd=Q.Q8_0, out=Q.Q6_K, file_type=gguf.Lla
         else:
             for n, shape in (("gate", (FF, H)), ("up", (FF, H)), ("down", (H, FF))):
                 _tensor(w, f"{b}.ffn_{n}.weight", shape, linear, rng)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return _finish(w, path)
 
 
 def oracle(path):

@@ -129,10 +129,7 @@ KV_FULL = 1e-3  # the chance that arriving work finds every KV slot taken, above
 def kv_full_probability(mean_concurrency, slots: int) -> np.ndarray:
     """P(Poisson(C) >= slots): how often the sequences decoding would fill the KV cache."""
     c = np.atleast_1d(np.asarray(mean_concurrency, dtype=float))
-    j = np.arange(max(slots, 1), dtype=float)
-    log_fact = np.cumsum(np.log(np.maximum(j, 1)))
-    with np.errstate(divide="ignore"):
-        below = np.exp(j * np.log(c[:, None]) - c[:, None] - log_fact).sum(1)
+    below = _poisson_pmf(c, max(slots, 1) - 1).sum(1)
     return np.clip(1 - below, 0.0, 1.0).reshape(np.shape(mean_concurrency))
 
 
@@ -143,12 +140,8 @@ def seen_decode_step(tables: StepTables, mean_concurrency: np.ndarray) -> np.nda
     touched) make this differ from t_d(C) at small C."""
     c = np.atleast_1d(np.asarray(mean_concurrency, dtype=float))
     top = int(c.max() + 10 * np.sqrt(c.max()) + 20)
-    j = np.arange(top + 1, dtype=float)
-    log_fact = np.cumsum(np.log(np.maximum(j, 1)))  # log j!
-    with np.errstate(divide="ignore"):
-        log_pmf = j * np.log(c[:, None]) - c[:, None] - log_fact
-    pmf = np.where(c[:, None] > 0, np.exp(log_pmf), (j == 0).astype(float))
-    out = pmf @ tables.decode(1 + j) / pmf.sum(1)
+    pmf = _poisson_pmf(c, top)
+    out = pmf @ tables.decode(1 + np.arange(top + 1, dtype=float)) / pmf.sum(1)
     return out.reshape(np.shape(mean_concurrency)) if np.ndim(mean_concurrency) else out[0]
 
 
