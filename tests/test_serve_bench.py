@@ -125,8 +125,26 @@ def test_cli_json_never_shows_the_key(server, capsys, monkeypatch):
     assert "Bearer sekrit-2" in SEEN["auth"]
 
 
+def test_mbu_and_plot(server, tmp_path, capsys):
+    """MBU = the bytes a decode step of the batch reads / measured TPOT / bandwidth. Llama-3.1-8B in bf16 reads
+    its 8.03 B parameters less the embedding table it only indexes (128256 x 4096), 15.01 GB a step, plus a few
+    MB of KV cache; the H100 SXM streams 3.35 TB/s (NVIDIA's datasheet)."""
+    step_bytes = (8.03e9 - 128256 * 4096) * 2
+    plot = tmp_path / "levels.png"
+    assert main(["serve-bench", server, "--model", "fake-model", "--prompt", "16", "--gen", "8", "--num-prompts",
+                 "4", "--concurrency", "1,2", "--predict-model", "llama-3.1-8b", "-H", "h100", "--plot", str(plot),
+                 "--json"]) == 0
+    levels = json.loads(capsys.readouterr().out)["levels"]
+    for lvl in levels:
+        assert lvl["prediction"]["bytes_per_step"] == pytest.approx(step_bytes, rel=0.01)
+        tpot_s = lvl["tpot_ms"]["mean"] / 1e3
+        assert lvl["mbu"] == pytest.approx(lvl["prediction"]["bytes_per_step"] / tpot_s / 3.35e12, rel=1e-6)
+        assert lvl["mbu"] == pytest.approx(step_bytes / (GAP_S * 3.35e12), rel=0.5)  # the fake server's 10 ms a token
+    assert plot.stat().st_size > 10_000
+
+
 @pytest.mark.parametrize("args,needle", [
-    (["ftp://x"], "http"), (["http://127.0.0.1:9", "--model", "m", "--warmup", "1"], "warm-up"),
+    (["ftp://x"], "http"), (["http://127.0.0.1:9", "--model", "m", "--warmup", "1"], "cannot connect"),
     (["http://127.0.0.1:9", "--model", "m", "--slo", "ttft=5"], "--slo"),
     (["http://127.0.0.1:9", "--model", "m", "--predict-model", "llama-3.1-8b"], "--hardware"),
 ])

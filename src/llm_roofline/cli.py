@@ -288,7 +288,7 @@ def compare(
                      f"{p.prefill.ttft_ms:,.1f}", p.decode.bound, f"{p.memory.total_gb:,.1f}",
                      "yes" if p.memory.fits else f"no ({p.memory.min_devices or '>4096'})"))
     if csv:
-        from .cli_sweep import write_csv
+        from .files import write_csv
 
         write_csv(csv, [{"model": p.model.id, "hardware": p.hardware.id, "weights": p.workload.weights,
                          "ceiling_tok_s": p.decode.ceiling_tok_s, "estimate_tok_s": p.decode.estimate_tok_s,

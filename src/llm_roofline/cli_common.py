@@ -128,4 +128,4 @@ class SourceProgress:
             return
         if self.task is None:
             self.task = self.bar.add_task("", total=total)
-        self.bar.update(self.task, completed=done, description=source[-50:])
+        self.bar.update(self.task, completed=done, total=total, description=source[-50:])

@@ -77,7 +77,7 @@ def plan(
                      max_devices=max_devices, engine=engine, kv_cache=kv_cache, prices=_prices(price),
                      scheduler=scheduler, token_budget=token_budget, progress=progress)
     if csv and result.configs:
-        from .cli_sweep import write_csv
+        from .files import write_csv
 
         write_csv(csv, [{k: v for k, v in c.to_dict().items() if k != "misses"} for c in result.configs])
     if as_json:

@@ -9,23 +9,9 @@ import typer
 from .cli_common import (DEFAULT_HARDWARE, CategoryOpt, JsonOpt, KvCacheOpt, MinMemoryOpt, SourceProgress, _console,
                          _print_json, _split, check_outputs, parse_values)
 from .errors import UserError
+from .files import write_csv
 
 TABLE_ROWS = 40  # the terminal shows the trade-off curves; every configuration goes to --csv / --json
-
-
-def write_csv(path: str, records: list[dict]) -> None:
-    """Every record as one CSV row, written atomically (files.write_atomically)."""
-    import csv
-
-    from .files import write_atomically
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(records[0]))
-            w.writeheader()
-            w.writerows(records)
-
-    write_atomically(path, write)
 
 
 def sweep(

@@ -95,3 +95,16 @@ def dumps_strict(data, **dump_args) -> str:
 def write_json(path: str | Path, data, **dump_args) -> Path:
     text = dumps_strict(data, **dump_args) + "\n"
     return write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_csv(path: str | Path, records: list[dict]) -> Path:
+    """Every record as one CSV row under the first record's keys, written atomically."""
+    import csv
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as out:
+            w = csv.DictWriter(out, fieldnames=list(records[0]))
+            w.writeheader()
+            w.writerows(records)
+
+    return write_atomically(path, write)
