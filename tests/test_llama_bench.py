@@ -62,3 +62,16 @@ def test_cli_json_plot_and_refusals(tmp_path, profile, capsys):
     assert main(["bench", str(path), "--engine", "vllm", "-H", str(profile)]) == 2
     assert "llama.cpp" in capsys.readouterr().err
     assert main(["bench", str(path), "--engine", "llama.cpp", "--depth", "-1", "-H", str(profile)]) == 2
+
+
+def test_the_vocabulary_tokenizes_any_text(tmp_path):
+    """llama.cpp reads the synthetic vocabulary: the prompt word is one token, other text falls back to bytes."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    path = synthetic_gguf.write(tmp_path / "tiny.gguf", synthetic_gguf.TINY, "Q8_0")
+    tokens, _, _ = synthetic_gguf.vocabulary(synthetic_gguf.TINY.vocab)
+    llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    word = tokens.index("\u2581hello")
+    assert llm.tokenize(b"hello hello hello") == [1, word, word, word]  # <s>, then one token a word
+    ids = llm.tokenize("[INST] é".encode(), add_bos=False)  # no pieces for these: the byte tokens <0xNN>
+    assert all(3 <= i < synthetic_gguf.SPECIAL for i in ids)
+    assert llm.detokenize(ids).decode().replace("\u2581", " ").strip() == "[INST] é"  # UTF-8 bytes, then spaces

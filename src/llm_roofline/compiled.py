@@ -201,8 +201,10 @@ class Compiled:
                          "for the workload as if it fitted")
         if self.device.no_peak and hw.estimated_peaks:
             assumed = ", ".join(f"{d} {hw.peak_tflops[d]:g} TFLOPS" for d in hw.estimated_peaks if hw.peak_tflops.get(d))
-            notes.append(f"{hw.id} has no published compute peak: the ceiling does not bound compute (its prefill "
-                         f"counts memory only, not a bound on compute-bound work); the estimate assumes {assumed}")
+            why = "its compute rates were measured by one kernel at a few shapes, which other kernels beat" \
+                if hw.measured else "it has no published compute peak"
+            notes.append(f"{hw.id}: {why}; the ceiling does not bound compute (its prefill counts memory only, not a "
+                         f"bound on compute-bound work); the estimate assumes {assumed}")
         elif self.device.no_peak:
             notes.append(f"{hw.id} publishes no compute peak: compute time is taken as zero, so compute-bound figures "
                          "(prefill) are not bounded")

@@ -96,8 +96,9 @@ class Hardware:
     matmul_curves: dict[str, dict[float, dict[float, tuple[tuple[float, float], ...]]]] = field(default_factory=dict)
     # measured per weight dtype (f32, bf16) at batch 1 and 8: {dtype: {batch: {step_overhead_us, layer_...}}}
     overheads: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    # peaks that no datasheet or measurement gives (a device known only by name and bandwidth): the estimate uses
-    # them, the ceiling does not (its compute side is then not bounded)
+    # peaks that bound nothing: a device known only by name and bandwidth (guessed peaks), or a measured profile
+    # (a matmul rate one kernel reached at one shape; other kernels and shapes run faster, so it is no bound). The
+    # estimate uses them, the ceiling does not (its compute side is then not bounded)
     estimated_peaks: tuple[str, ...] = ()
 
     def overheads_at(self, batch: int, weights: str = "f32") -> tuple[float, float]:
@@ -265,6 +266,7 @@ class Hardware:
             bandwidth_curve=tuple((r["bytes"], r["read_gbps"]) for r in rec.get("bandwidth") or ()),
             matmul_curves=_matmul_curves(rec.get("roofline") or ()),
             overheads=dict(rec.get("overheads") or {}),
+            estimated_peaks=tuple(sorted(rec.get("peak_tflops") or {})) if rec.get("measured") else (),
         )
 
 
