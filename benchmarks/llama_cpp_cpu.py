@@ -46,11 +46,20 @@ def main() -> None:
     dims = {"qwen": synthetic_gguf.QWEN25_05B, "llama": synthetic_gguf.LLAMA32_1B}
     depths = tuple(int(d) for d in opts.depth.split(","))
     results = []
+    import os
+
+    import llama_cpp  # noqa: F401 - its version goes in the table
+
+    from llm_roofline.measure.llama_kernels import describe
+
+    threads = os.cpu_count() or 1
+    # llama.cpp's kernels on the reference files (generic shapes, none of the benchmarked models'), measured again
+    # right before each file: a shared VM's speed drifts by tens of percent over minutes
     try:
         for key in opts.models.split(","):
             for qtype in opts.types.split(","):
                 path = synthetic_gguf.write(out / f"{dims[key].name}-{qtype}.gguf", dims[key], qtype)
-                r = bench_llama_cpp(path, profile, opts.prompt, opts.gen, depths, repeats=opts.repeats)
+                r = bench_llama_cpp(path, profile, opts.prompt, opts.gen, depths, threads, opts.repeats)
                 r["file_type"] = qtype
                 results.append(r)
                 print(json.dumps(r), file=sys.stderr)
@@ -61,8 +70,6 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
     import importlib.metadata as md
 
-    import llama_cpp
-
     prof = json.loads(Path(profile).read_text()) if Path(profile).exists() else {}
     lines = [f"## {datetime.date.today()}: llama.cpp on this CPU (bench --engine llama.cpp)", "",
              f"`python benchmarks/llama_cpp_cpu.py` on {machine()}; llama-cpp-python {llama_cpp.__version__}, gguf "
@@ -70,7 +77,9 @@ def main() -> None:
              f"{results[0]['threads'] if results else '?'} threads, {opts.repeats} runs each (mean ± sd). "
              "Random weights in the shapes of Qwen2.5-0.5B and Llama-3.2-1B (tied embeddings; Q8_0 embedding and "
              "head in the quantised files, Q4_K's rows that are not whole 256-blocks in Q5_0, as llama-quantize "
-             "does).", "",
+             "does). The estimate takes llama.cpp's own kernel rates, measured right before each file on "
+             "reference files of other shapes (1024 and 2048 wide); the first file's: "
+             f"{describe(results[0]['kernels']) if results else '-'}.", "",
              "| file | GB | test | measured tok/s | ceiling | estimate | error | MBU | bound |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:

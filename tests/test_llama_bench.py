@@ -11,6 +11,18 @@ from llm_roofline.measure import synthetic_gguf
 gguf = pytest.importorskip("gguf")
 
 
+SMALL_REFERENCES = (synthetic_gguf.Dims("small-reference", 256, 2, 4, 2, 1024, 512),
+                    synthetic_gguf.Dims("larger-reference", 512, 1, 8, 4, 2048, 512))
+
+
+@pytest.fixture(autouse=True)
+def small_references(monkeypatch):
+    """llama.cpp's kernels measured on small reference files (the real ones are 174-243 M weights: minutes)."""
+    from llm_roofline.measure import llama_kernels
+
+    monkeypatch.setattr(llama_kernels, "REFERENCES", SMALL_REFERENCES)
+
+
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
     pytest.importorskip("torch")
@@ -75,3 +87,73 @@ def test_the_vocabulary_tokenizes_any_text(tmp_path):
     ids = llm.tokenize("[INST] é".encode(), add_bos=False)  # no pieces for these: the byte tokens <0xNN>
     assert all(3 <= i < synthetic_gguf.SPECIAL for i in ids)
     assert llm.detokenize(ids).decode().replace("\u2581", " ").strip() == "[INST] é"  # UTF-8 bytes, then spaces
+
+
+def test_step_bytes_by_type_by_hand(tmp_path):
+    """A decode step reads every tensor but the embedding table (one row); tied files read it as the head. Q8_0
+    stores 32 weights in 34 bytes, F32 4 bytes a value."""
+    from llm_roofline.measure.llama_kernels import needed_types, step_bytes, step_elements
+
+    d = synthetic_gguf.TINY  # 256 wide, 2 layers, MLP 512, 4 heads of 64, 2 KV heads, vocab 512, untied
+    path = synthetic_gguf.write(tmp_path / "tiny.gguf", d, "Q8_0")
+    layer = 256 * 256 * 2 + 128 * 256 * 2 + 3 * 512 * 256  # q, o; k, v; gate, up, down
+    head = 512 * 256
+    assert step_bytes(path) == {"Q8_0": (d.layers * layer + head) // 32 * 34, "F32": (2 * d.layers + 1) * 256 * 4}
+    assert step_elements(path) == {"Q8_0": d.layers * layer + head}
+    assert needed_types(path) == (["F16", "Q8_0"], [])
+    from llm_roofline.measure.llama_kernels import step_tensors
+
+    rows = {r for t, _, _, r in step_tensors(path) if t == "Q8_0"}
+    assert rows == {256, 512}  # every matrix's rows are 256 values long, ffn_down's 512 (gguf's ne[0])
+    qwen_like = synthetic_gguf.Dims("narrow", 896, 1, 14, 2, 4864, 512, tie=True)  # 896: not whole 256-blocks
+    path = synthetic_gguf.write(tmp_path / "narrow.gguf", qwen_like, "Q4_K")
+    assert set(step_bytes(path)) == {"Q4_K", "Q5_0", "Q8_0", "F32"}  # down in Q4_K, the rest Q5_0, head Q8_0
+    assert needed_types(path) == (["F16", "Q4_K", "Q5_0", "Q8_0"], [])
+
+
+def test_estimate_from_kernel_rates_by_hand(tmp_path):
+    """tg: step + layers x layer cost + each type's share of the weight bytes at its rate + KV at F16's; pp: the
+    FLOPs at each type's share of the elements at its rate."""
+    from types import SimpleNamespace
+
+    from llm_roofline.measure.llama_bench import estimate_from_kernels
+    from llm_roofline.measure.llama_kernels import KernelRates, step_bytes
+
+    path = synthetic_gguf.write(tmp_path / "tiny.gguf", synthetic_gguf.TINY, "Q8_0")
+    b = step_bytes(path)
+    q8_share = b["Q8_0"] / (b["Q8_0"] + b["F32"])
+    # one size measured (rates flat in size), so every tensor takes its type's rate
+    rates = KernelRates((1e6,), {"F16": [40.0], "Q8_0": [10.0]}, {"F16": [100.0], "Q8_0": [50.0]}, 100.0, 20.0, 2)
+    p = SimpleNamespace(decode=SimpleNamespace(weight_bytes_per_step=1e9, kv_bytes_per_step=2e8),
+                        prefill=SimpleNamespace(flops=1e12))
+    est = estimate_from_kernels(path, p, rates, read_gbps=30.0, n_layers=2, prompt=512)
+    tg_s = 100e-6 + 2 * 20e-6 + 1e9 * q8_share / 10e9 + 1e9 * (1 - q8_share) / 40e9 + 2e8 / 40e9
+    assert est["tg_tok_s"] == pytest.approx(1 / tg_s, rel=1e-9)
+    assert est["pp_tok_s"] == pytest.approx(512 / (1e12 / 50e9), rel=1e-9)  # every matrix is Q8_0
+    assert est["dequant_bound"] == ["Q8_0 streams 10.0 GB/s"]  # 10 < 0.6 x 30 GB/s read
+    assert est["notes"] == []
+
+
+def test_kernel_rates_measured_on_a_small_reference():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llm_roofline.measure.llama_kernels import measure_kernels
+
+    r = measure_kernels(llama_cpp, ["F16", "Q4_0"], threads=1, tokens=4, prompt=32, repeats=1,
+                        references=SMALL_REFERENCES)
+    assert set(r.decode_gbps) == set(r.prefill_gflops) == {"F16", "Q4_0"}
+    assert all(len(v) == 2 and min(v) > 0 for v in [*r.decode_gbps.values(), *r.prefill_gflops.values()])
+    # the references' sizes: the bytes-weighted geometric mean of their matrices' row lengths (256 and 1024 wide
+    # in the first, 512 and 2048 in the second), ascending
+    assert 256 < r.sizes[0] < 1024 and 512 < r.sizes[1] < 2048 and r.sizes[0] < r.sizes[1]
+    assert r.step_us >= 0 and r.layer_us >= 0 and r.step_us + r.layer_us > 0
+
+
+def test_rates_between_reference_sizes_by_hand():
+    """Log-log between the two row lengths, clamped outside: 2 M lies halfway (in logs) from 1 M to 4 M, so the
+    rate is the geometric mean of 20 and 40 GB/s."""
+    from llm_roofline.measure.llama_kernels import KernelRates
+
+    r = KernelRates((1e6, 4e6), {"F16": [20.0, 40.0]}, {"F16": [100.0, 100.0]}, 0.0, 0.0, 1)
+    assert r.decode_at("F16", 2e6) == pytest.approx((20 * 40) ** 0.5)
+    assert r.decode_at("F16", 1e3) == 20.0 and r.decode_at("F16", 1e9) == 40.0
+    assert r.prefill_at("F16", 3e6) == pytest.approx(100.0)

@@ -170,3 +170,14 @@ def test_bad_destinations_are_refused_before_any_request(url, tmp_path, capsys):
     assert bench(url, "flaky", "--plot", str(tmp_path / "r.gif")) == 2
     assert COUNT["flaky"] == 0  # nothing was sent
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
+
+
+def test_streams_shorter_than_asked_are_counted(url, capsys):
+    """The "ok" model streams 4 tokens whatever max_tokens says: asked for 6, every request is short."""
+    assert main(["serve-bench", url, "--model", "ok", "--prompt", "4", "--gen", "6", "--num-prompts", "3",
+                 "--warmup", "0", "--json"]) == 0
+    [level] = json.loads(capsys.readouterr().out)["levels"]
+    assert level["completed"] == 3 and level["short"] == 3 and level["output_tokens_mean"] == 4
+    assert main(["serve-bench", url, "--model", "ok", "--prompt", "4", "--gen", "6", "--num-prompts", "3",
+                 "--warmup", "0"]) == 0
+    assert "3 of 3 requests streamed fewer than 6 tokens" in capsys.readouterr().out

@@ -539,6 +539,12 @@ def _bench_llama(model, prompt, gen, depth, threads, repeats, hardware, plot, as
                   f"{row['ceiling_tok_s']:,.1f}", f"{row['estimate_tok_s']:,.1f}", f"{row['error_pct']:+.1f}",
                   f"{row['mbu']:.2f}" if "mbu" in row else "", row["bound"])
     con.print(t)
+    from .measure.llama_kernels import describe
+
+    con.print(f"llama.cpp's kernels on reference files of other shapes (the estimate's rates): "
+              f"{describe(r['kernels'])}", highlight=False)
+    for note in r["notes"]:
+        con.print(f"note: {note}", highlight=False)
     if plot:
         con.print(f"chart written to {plot}")
 

@@ -160,3 +160,6 @@ def _table(summaries, name: str, where: str, prompt: int, gen: int, num_prompts:
     for s in summaries:
         for e in s.errors:
             con.print(f"{s.load}: failed requests: {e}", highlight=False)
+        if s.short:
+            con.print(f"{s.load}: {s.short} of {s.completed} requests streamed fewer than {gen} tokens (the server "
+                      "ignored ignore_eos/min_tokens, or cut them short); TPOT is per token streamed", highlight=False)

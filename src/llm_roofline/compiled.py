@@ -128,6 +128,7 @@ class Compiled:
         self.spec, self.hw, self.fmt, self.kv_name, self.tp, self.pp, self.engine = spec, hw, fmt, kv_name, tp, pp, \
             engine
         self.ep = ep
+        self.notes: tuple[str, ...] = ()  # what compile() changed about the device or engine, said in predict
         self.overrides = overrides
         self.kv_bits = kv_bits(kv_name)
         self.routing_skew = routing_skew
@@ -188,7 +189,7 @@ class Compiled:
         depth = prompt if context is None else context
         eff = self.efficiency_at(batch) if self.per_batch_overhead else self.efficiency
         d, p, ceiling_s, bandwidth = self._one(eff, batch, prompt, depth, gen)
-        notes = list(spec.notes)
+        notes = list(spec.notes) + list(self.notes)
         mem = memory_budget(spec, fmt, self.kv_bits, batch, prompt, depth + gen, self.tp, hw.memory_gb,
                             hw.defaults.runtime_overhead_gb, self.pp, self.footprint)
         if not mem.fits:
@@ -407,9 +408,21 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
                         "not modelled yet; say what its weights are with --weights (e.g. int4-gptq, fp8)")
     fmt = load_format(weights) if weights else spec.file_format or load_format(spec.checkpoint_dtype)
     kv_name = kv_cache or ("f32" if fmt.id == "f32" else "bf16" if fmt.id == "bf16" else "f16")
+    notes: tuple[str, ...] = ()
+    from .engines import llama_cpp_view, runs_llama_cpp_cpu
+
+    if runs_llama_cpp_cpu(hw, fmt, engine):
+        hw = llama_cpp_view(hw)
+        notes = (f"{hw.id} runs {fmt.id} through llama.cpp's CPU kernels: the estimate streams at the measured read "
+                 "rate and computes every path at the measured fp32 rate"
+                 + (f" (not {engine!r}'s profile, fitted on GPUs)" if engine else "")
+                 + "; llama.cpp's own kernel rates and per-token costs on this machine: bench FILE.gguf --engine "
+                 "llama.cpp",)
+        engine = None
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                      step_overhead_us=step_overhead_us)
     compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew, ep)
+    compiled.notes = notes
     if cacheable:
         if len(_CACHE) > 256:
             _CACHE.clear()

@@ -194,3 +194,27 @@ def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tu
             low, high = ranges[key][kind]
             return min(float(low), 1.0), max(float(high), 1.0)
     return 1.0, 1.0
+
+
+def runs_llama_cpp_cpu(hw: Hardware, fmt: WeightFormat, engine: str | None) -> bool:
+    """A measured CPU profile running a GGUF format or llama.cpp: llama.cpp's CPU kernels, not PyTorch's."""
+    return bool(hw.measured) and hw.device_class == "cpu" and (fmt.ggml or family(engine or "") == "llama.cpp")
+
+
+def llama_cpp_view(hw: Hardware) -> Hardware:
+    """A measured CPU as llama.cpp's kernels use it. They multiply F16 and BF16 weights in fp32 (converting with
+    F16C) and quantised blocks with integer dot products on the same vector units, so PyTorch's own fp16 kernels (a
+    fraction of its sgemm on CPUs) and its matmul curves and eager overheads say nothing about them. llama.cpp's
+    prompt processing reached about the profile's fp32 sgemm rate for F16 and quantised files alike on the CPUs
+    measured (docs/measure.md), so every path is taken at that rate; no published figure bounds it (llama.cpp can
+    beat PyTorch's sgemm), so the ceiling leaves compute unbounded and bounds the memory stream only. llama.cpp's
+    own kernel rates and per-token costs are measured by `bench FILE.gguf --engine llama.cpp`."""
+    from dataclasses import replace
+
+    fp32 = hw.peak_tflops.get("fp32")
+    if not fp32:
+        raise UserError(f"{hw.id} has no measured fp32 rate; measure the machine again (llm-roofline measure)")
+    peaks = {**hw.peak_tflops, "fp16": fp32, "bf16": fp32, "int8": fp32}
+    # PyTorch's measured eager overheads are dropped too: the CPU class's per-step default stands in for llama.cpp's
+    return replace(hw, peak_tflops=peaks, matmul_curves={}, overheads={}, estimated_peaks=tuple(sorted(peaks)),
+                   measured={"bandwidth_efficiency": 1.0, "compute_efficiency": 1.0})

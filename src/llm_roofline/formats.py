@@ -41,6 +41,11 @@ class WeightFormat:
         return self.bits / 8
 
     @property
+    def ggml(self) -> bool:
+        """A llama.cpp format: a GGUF file's own, or one of ggml's block types."""
+        return self.id.startswith("gguf-") or self.source == _GGML_SRC
+
+    @property
     def activation_bytes(self) -> int:
         """Activations and attention run in fp32 for f32 checkpoints and in 16 bits otherwise."""
         return 4 if self.id == "f32" else 2

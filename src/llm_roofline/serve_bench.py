@@ -61,6 +61,7 @@ class Summary:
     goodput_rps: float | None = None
     errors: tuple[str, ...] = ()  # 'N x reason', the five most common
     prediction: dict | None = None  # the prediction for the served model beside it, where asked
+    short: int = 0  # completed requests that streamed fewer tokens than asked (EOS not suppressed, or cut short)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -239,7 +240,8 @@ async def _run_level(url: str, body: dict, chat: bool, headers: dict, n: int, co
         return results, time.perf_counter() - start
 
 
-def summarise(load: str, results: list[RequestResult], duration_s: float, slo: dict[str, float]) -> Summary:
+def summarise(load: str, results: list[RequestResult], duration_s: float, slo: dict[str, float],
+              gen: int | None = None) -> Summary:
     ok = [r for r in results if r.ok]
     good = None
     if slo:
@@ -254,7 +256,8 @@ def summarise(load: str, results: list[RequestResult], duration_s: float, slo: d
         float(np.mean([r.output_tokens for r in ok])) if ok else 0.0,
         _stats(r.ttft_s for r in ok), _stats(r.tpot_s for r in ok),
         _stats(x for r in ok for x in r.itl_s), _stats(r.e2el_s for r in ok), good,
-        tuple(f"{n} x {reason}" for reason, n in Counter(r.error for r in results if not r.ok).most_common(5)))
+        tuple(f"{n} x {reason}" for reason, n in Counter(r.error for r in results if not r.ok).most_common(5)),
+        short=sum(r.output_tokens < gen for r in ok) if gen else 0)
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,7 @@ def run(cfg: BenchConfig, on_level=None, progress=None) -> list[Summary]:
         for name, concurrency, rate in cfg.levels():
             results, duration = await _run_level(url, body, cfg.chat, headers, cfg.num_prompts, concurrency, rate,
                                                   cfg, tick(name))
-            summary = summarise(name, results, duration, cfg.slo)
+            summary = summarise(name, results, duration, cfg.slo, cfg.gen)
             if not summary.completed:
                 kept = f"; the {len(out)} level(s) before it were measured and kept" if out else ""
                 raise UserError(f"every request at {name} failed ({'; '.join(summary.errors)}); stopped{kept}")

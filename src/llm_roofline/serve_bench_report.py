@@ -34,7 +34,7 @@ def flat_row(s: Summary) -> dict:
     row = {"load": s.load, "completed": s.completed, "failed": s.failed, "duration_s": s.duration_s,
            "request_throughput_rps": s.request_throughput_rps, "output_throughput_tok_s": s.output_throughput_tok_s,
            "goodput_rps": s.goodput_rps, "prompt_tokens_mean": s.prompt_tokens_mean,
-           "output_tokens_mean": s.output_tokens_mean}
+           "output_tokens_mean": s.output_tokens_mean, "short": s.short}
     for metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
         for stat, value in getattr(s, metric).items():
             row[f"{metric}_{stat}"] = value

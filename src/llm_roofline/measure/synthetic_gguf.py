@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-TYPES = ("F16", "Q8_0", "Q4_0", "Q4_K")
+TYPES = ("F16", "Q8_0", "Q4_0", "Q4_K")  # the benchmark's file types
+WRITABLE = TYPES + ("Q5_0",)  # and Q5_0 (Q4_K's fallback for rows that are not whole 256-value blocks)
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def write(path: str | Path, dims: Dims, qtype: str = "Q8_0", seed: int = 0) -> P
     """Write `dims` as a llama GGUF whose layer matrices are `qtype`."""
     import gguf
 
-    if qtype not in TYPES:
-        raise ValueError(f"type {qtype!r}: one of {', '.join(TYPES)}")
+    if qtype not in WRITABLE:
+        raise ValueError(f"type {qtype!r}: one of {', '.join(WRITABLE)}")
     path = Path(path)
     rng = np.random.default_rng(seed)
     side = "F16" if qtype == "F16" else "Q8_0"
@@ -105,7 +106,8 @@ def write(path: str | Path, dims: Dims, qtype: str = "Q8_0", seed: int = 0) -> P
     w.add_rope_freq_base(1e6)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type({"F16": gguf.LlamaFileType.MOSTLY_F16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-                     "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q4_K": gguf.LlamaFileType.MOSTLY_Q4_K_S}[qtype])
+                     "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q4_K": gguf.LlamaFileType.MOSTLY_Q4_K_S,
+                     "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0}[qtype])
     tokens, types, scores = vocabulary(dims.vocab)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
