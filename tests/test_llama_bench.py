@@ -131,7 +131,6 @@ def test_estimate_from_kernel_rates_by_hand(tmp_path):
     assert est["tg_tok_s"] == pytest.approx(1 / tg_s, rel=1e-9)
     assert est["pp_tok_s"] == pytest.approx(512 / (1e12 / 50e9), rel=1e-9)  # every matrix is Q8_0
     assert est["dequant_bound"] == ["Q8_0 streams 10.0 GB/s"]  # 10 < 0.6 x 30 GB/s read
-    assert est["notes"] == []
 
 
 def test_kernel_rates_measured_on_a_small_reference():
@@ -157,3 +156,28 @@ def test_rates_between_reference_sizes_by_hand():
     assert r.decode_at("F16", 2e6) == pytest.approx((20 * 40) ** 0.5)
     assert r.decode_at("F16", 1e3) == 20.0 and r.decode_at("F16", 1e9) == 40.0
     assert r.prefill_at("F16", 3e6) == pytest.approx(100.0)
+
+
+def test_a_gguf_on_a_measured_cpu_runs_llama_cpps_kernels(tmp_path):
+    """A measured CPU profile whose PyTorch fp16 matmul crawls (1 GFLOP/s, as PyTorch's CPU fp16 kernels do) must
+    not time a GGUF's matmuls at that rate: llama.cpp multiplies in fp32 and integer dot products, taken at the
+    profile's fp32 rate (100 GFLOP/s here). The ceiling bounds the memory stream only."""
+    import llm_roofline as lr
+
+    profile = tmp_path / "cpu.json"
+    profile.write_text(json.dumps({
+        "id": "measured-cpu", "name": "a CPU (measured)", "category": "desktop_cpu", "memory_gb": 16,
+        "bandwidth_gbps": 30.0, "peak_tflops": {"fp32": 0.1, "bf16": 0.3, "fp16": 0.001},
+        "measured": {"bandwidth_efficiency": 1.0, "compute_efficiency": 1.0, "step_overhead_us": 1000.0,
+                     "layer_overhead_us": 300.0}}))
+    dims = synthetic_gguf.Dims("mid", 1024, 2, 16, 4, 4096, 512)  # 60 MFLOP a token: 60 ms at 1 GFLOP/s
+    path = synthetic_gguf.write(tmp_path / "mid.gguf", dims, "Q4_0")
+    p = lr.predict(path, str(profile), prompt=16, gen=4)
+    d = p.decode
+    assert d.tpot_floor_ms == pytest.approx(d.bytes_per_step / 30e9 * 1e3, rel=1e-6)  # memory only
+    # the estimate: each operator the larger of its bytes at 30 GB/s and its FLOPs at 100 GFLOP/s, plus the CPU
+    # class's 500 µs a step (not PyTorch's measured 1,000 µs + 300 µs a layer)
+    assert d.tpot_ms <= (d.bytes_per_step / 30e9 + d.flops_per_step / 1e11 + 500e-6) * 1e3 * (1 + 1e-9)
+    assert d.tpot_ms >= (max(d.bytes_per_step / 30e9, d.flops_per_step / 1e11) + 500e-6) * 1e3 * (1 - 1e-9) / 2
+    assert d.tpot_ms < d.flops_per_step / 1e9 * 1e3 / 10  # far from the fp16 kernels' 1 GFLOP/s
+    assert any("llama.cpp's CPU kernels" in n for n in p.notes)

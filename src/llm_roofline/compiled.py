@@ -124,11 +124,12 @@ class Compiled:
     """A model on a device in a format and layout, ready to evaluate: compile() builds it."""
 
     def __init__(self, spec: ModelSpec, hw: Hardware, fmt: WeightFormat, kv_name: str, tp: int, pp: int,
-                 engine: str | None, overrides: dict, routing_skew: float = 0.0, ep: int = 1):
+                 engine: str | None, overrides: dict, routing_skew: float = 0.0, ep: int = 1,
+                 notes: tuple[str, ...] = ()):
         self.spec, self.hw, self.fmt, self.kv_name, self.tp, self.pp, self.engine = spec, hw, fmt, kv_name, tp, pp, \
             engine
         self.ep = ep
-        self.notes: tuple[str, ...] = ()  # what compile() changed about the device or engine, said in predict
+        self.notes = notes  # what compile() changed about the device or engine, said in predict
         self.overrides = overrides
         self.kv_bits = kv_bits(kv_name)
         self.routing_skew = routing_skew
@@ -421,8 +422,7 @@ def compile(model: str | Path | ModelSpec, hardware: str | Path | Hardware, *, w
         engine = None
     overrides = dict(bandwidth_efficiency=bandwidth_efficiency, compute_efficiency=compute_efficiency,
                      step_overhead_us=step_overhead_us)
-    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew, ep)
-    compiled.notes = notes
+    compiled = Compiled(spec, hw, fmt, kv_name, tp, pp, engine, overrides, routing_skew, ep, notes)
     if cacheable:
         if len(_CACHE) > 256:
             _CACHE.clear()

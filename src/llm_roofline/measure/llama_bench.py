@@ -22,9 +22,6 @@ from pathlib import Path
 
 from ..errors import UserError
 
-ENGINE = "llama.cpp"  # the estimate: llama.cpp's efficiency profile, fitted on public measurements
-
-
 def check_llama_cpp():
     try:
         import llama_cpp
@@ -60,12 +57,10 @@ def estimate_from_kernels(path: Path, p, rates, read_gbps: float, n_layers: int,
     """tg and pp of a prediction `p` of the file at `path` from llama.cpp's measured kernel rates: each tensor's
     share of the step's weight bytes at the rate of its ggml type at its row length, the KV cache at the F16 rate, plus
     the per-token step and layer costs; the prompt's FLOPs in the tensors' shares of the elements at their prefill
-    rates. Types no reference stands for stream at the memory's read rate (said in `notes`)."""
+    rates. Types no reference stands for stream at the memory's read rate (bench_llama_cpp's notes say which)."""
     from .llama_kernels import DEQUANT_BOUND, reference_type, step_tensors
 
     tensors = [(reference_type(t), t, b, e, r) for t, b, e, r in step_tensors(path)]
-    notes = sorted({f"{t}: no reference kernel measured, taken at the read rate" for ref, t, *_ in tensors
-                    if ref not in rates.decode_gbps})
     total_b = sum(b for _, _, b, _, _ in tensors)
     matrices = [(ref, e, r) for ref, t, _, e, r in tensors if t != "F32"]
     total_e = sum(e for _, e, _ in matrices)
@@ -85,7 +80,7 @@ def estimate_from_kernels(path: Path, p, rates, read_gbps: float, n_layers: int,
             slow[t] = slow.get(t, 0) + b
     bound = [f"{t} streams {max(rates.decode_gbps[reference_type(t)]):,.1f} GB/s" for t, b in slow.items()
              if b > 0.2 * total_b]
-    return {"tg_tok_s": 1 / tg_s, "pp_tok_s": prompt / pp_s, "dequant_bound": bound, "notes": notes}
+    return {"tg_tok_s": 1 / tg_s, "pp_tok_s": prompt / pp_s, "dequant_bound": bound}
 
 
 def bench_llama_cpp(path: str | Path, hardware, prompt: int = 512, gen: int = 128, depths: tuple[int, ...] = (0,),
@@ -137,9 +132,9 @@ def bench_llama_cpp(path: str | Path, hardware, prompt: int = 512, gen: int = 12
         if progress is not None:
             progress(done, len(steps), f"{kind}{n} @ d{depth}")
         if kind == "pp":  # the prompt on top of `depth` cached tokens
-            p = predict(spec, hw, batch=1, prompt=prompt, context=depth + prompt, gen=1, engine=ENGINE)
+            p = predict(spec, hw, batch=1, prompt=prompt, context=depth + prompt, gen=1)
         else:
-            p = predict(spec, hw, batch=1, prompt=max(depth, 1), context=depth, gen=gen, engine=ENGINE)
+            p = predict(spec, hw, batch=1, prompt=max(depth, 1), context=depth, gen=gen)
         est = estimate_from_kernels(path, p, rates, hw.bandwidth_gbps, spec.n_layers, prompt)
         mean = statistics.mean(rates_measured)
         if kind == "pp":
