@@ -112,9 +112,10 @@ def test_step_bytes_by_type_by_hand(tmp_path):
 
 
 def test_estimate_from_kernel_rates_by_hand(tmp_path):
-    """tg: step + layers x layer cost + each type's share of the weight bytes at its rate + KV at F16's; pp: the
-    FLOPs at each type's share of the elements at its rate."""
-    from types import SimpleNamespace
+    """tg: step + layers x layer cost + each type's share of the weight bytes at its rate + the attention FLOPs at
+    the attention rate; pp: the matmul FLOPs at each type's share of the elements at its rate + the attention FLOPs
+    at the prompt's attention rate."""
+    from types import SimpleNamespace as NS
 
     from llm_roofline.measure.llama_bench import estimate_from_kernels
     from llm_roofline.measure.llama_kernels import KernelRates, step_bytes
@@ -123,13 +124,15 @@ def test_estimate_from_kernel_rates_by_hand(tmp_path):
     b = step_bytes(path)
     q8_share = b["Q8_0"] / (b["Q8_0"] + b["F32"])
     # one size measured (rates flat in size), so every tensor takes its type's rate
-    rates = KernelRates((1e6,), {"F16": [40.0], "Q8_0": [10.0]}, {"F16": [100.0], "Q8_0": [50.0]}, 100.0, 20.0, 2)
-    p = SimpleNamespace(decode=SimpleNamespace(weight_bytes_per_step=1e9, kv_bytes_per_step=2e8),
-                        prefill=SimpleNamespace(flops=1e12))
+    rates = KernelRates((1e6,), {"F16": [40.0], "Q8_0": [10.0]}, {"F16": [100.0], "Q8_0": [50.0]}, 100.0, 20.0, 2,
+                        20.0, 40.0)
+    p = NS(decode=NS(weight_bytes_per_step=1e9, kv_bytes_per_step=2e8), prefill=NS(flops=1e12),
+           operators=[NS(phase="decode", kind="attention", flops=4e8), NS(phase="decode", kind="matmul", flops=9e9),
+                      NS(phase="prefill", kind="attention", flops=2e11)])
     est = estimate_from_kernels(path, p, rates, read_gbps=30.0, n_layers=2, prompt=512)
-    tg_s = 100e-6 + 2 * 20e-6 + 1e9 * q8_share / 10e9 + 1e9 * (1 - q8_share) / 40e9 + 2e8 / 40e9
+    tg_s = 100e-6 + 2 * 20e-6 + 1e9 * q8_share / 10e9 + 1e9 * (1 - q8_share) / 40e9 + 4e8 / 20e9
     assert est["tg_tok_s"] == pytest.approx(1 / tg_s, rel=1e-9)
-    assert est["pp_tok_s"] == pytest.approx(512 / (1e12 / 50e9), rel=1e-9)  # every matrix is Q8_0
+    assert est["pp_tok_s"] == pytest.approx(512 / ((1e12 - 2e11) / 50e9 + 2e11 / 40e9), rel=1e-9)  # all Q8_0
     assert est["dequant_bound"] == ["Q8_0 streams 10.0 GB/s"]  # 10 < 0.6 x 30 GB/s read
 
 
@@ -145,6 +148,7 @@ def test_kernel_rates_measured_on_a_small_reference():
     # in the first, 512 and 2048 in the second), ascending
     assert 256 < r.sizes[0] < 1024 and 512 < r.sizes[1] < 2048 and r.sizes[0] < r.sizes[1]
     assert r.step_us >= 0 and r.layer_us >= 0 and r.step_us + r.layer_us > 0
+    assert r.attention_decode_gflops > 0 and r.attention_prefill_gflops > 0
 
 
 def test_rates_between_reference_sizes_by_hand():
@@ -152,7 +156,7 @@ def test_rates_between_reference_sizes_by_hand():
     rate is the geometric mean of 20 and 40 GB/s."""
     from llm_roofline.measure.llama_kernels import KernelRates
 
-    r = KernelRates((1e6, 4e6), {"F16": [20.0, 40.0]}, {"F16": [100.0, 100.0]}, 0.0, 0.0, 1)
+    r = KernelRates((1e6, 4e6), {"F16": [20.0, 40.0]}, {"F16": [100.0, 100.0]}, 0.0, 0.0, 1, 10.0, 10.0)
     assert r.decode_at("F16", 2e6) == pytest.approx((20 * 40) ** 0.5)
     assert r.decode_at("F16", 1e3) == 20.0 and r.decode_at("F16", 1e9) == 40.0
     assert r.prefill_at("F16", 3e6) == pytest.approx(100.0)
@@ -181,3 +185,15 @@ def test_a_gguf_on_a_measured_cpu_runs_llama_cpps_kernels(tmp_path):
     assert d.tpot_ms >= (max(d.bytes_per_step / 30e9, d.flops_per_step / 1e11) + 500e-6) * 1e3 * (1 - 1e-9) / 2
     assert d.tpot_ms < d.flops_per_step / 1e9 * 1e3 / 10  # far from the fp16 kernels' 1 GFLOP/s
     assert any("llama.cpp's CPU kernels" in n for n in p.notes)
+
+
+def test_attention_flops_added_by_a_cached_depth_by_hand(tmp_path):
+    """QK and PV: 2 x 2 FLOPs per query head dimension per cached token per layer. TINY: 4 heads of 64, 2 layers;
+    D cached tokens add 4 x 256 x 2 x D FLOPs to every new token, one by one or in a prompt."""
+    from llm_roofline.measure.llama_kernels import attention_flops
+
+    path = synthetic_gguf.write(tmp_path / "tiny.gguf", synthetic_gguf.TINY, "Q8_0")
+    per_token = 4 * 256 * 2 * 300
+    for one_by_one in (True, False):
+        added = attention_flops(path, 300, 16, one_by_one) - attention_flops(path, 0, 16, one_by_one)
+        assert added == pytest.approx(16 * per_token, rel=1e-9)

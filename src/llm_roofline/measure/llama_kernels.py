@@ -8,11 +8,15 @@ benchmarked), the way `measure` times PyTorch's matmuls at generic shapes:
 - per ggml type and row length, the prompt-processing rate (GFLOP/s) on the same references;
 - the per-token cost of a step that is not streaming (building the graph, the threads' barriers between its
   nodes): one-token steps of two tiny models of 1 and 5 layers, whose weights sit in cache; the slope is the cost
-  per layer, the intercept the cost per step.
+  per layer, the intercept the cost per step;
+- attention over the KV cache (GFLOP/s, decode and prompt): the shorter reference's one-token steps and prompt on
+  top of ATTENTION_DEPTH cached tokens against the same on an empty cache; the time it adds, over the attention
+  FLOPs it adds (from the compiled step). llama.cpp's CPU attention (no flash attention by default) runs far
+  below its matmuls, so at depth it, not the KV cache's bytes, sets the pace.
 
 A model's decode step then takes the step cost, plus each tensor's bytes at the rate of its type at its row length
-(log-log between the two references' mean row lengths, clamped outside them), plus the KV cache at the F16 rate;
-its prompt takes its FLOPs in the same shares.
+(log-log between the two references' mean row lengths, clamped outside them), plus its attention FLOPs at the
+attention rate; its prompt takes its matmul FLOPs in the same shares, plus its attention FLOPs likewise.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ REFERENCES = (synthetic_gguf.Dims("reference-1024", 1024, 12, 16, 4, 4096, 512),
 STEP_REFERENCES = (synthetic_gguf.Dims("step-1", 256, 1, 4, 2, 512, 512),
                    synthetic_gguf.Dims("step-5", 256, 5, 4, 2, 512, 512))
 MEASURABLE = ("F16", "Q8_0", "Q4_0", "Q4_K", "Q5_0")  # the types synthetic_gguf writes
+ATTENTION_DEPTH = 2048  # cached tokens for the attention rates
 DEQUANT_BOUND = 0.6  # a type streaming below this fraction of the memory's read rate: its kernels are the bound
 
 
@@ -44,6 +49,8 @@ class KernelRates:
     step_us: float  # per token, whatever the model
     layer_us: float  # per token and layer
     threads: int
+    attention_decode_gflops: float  # attention over the KV cache, one-token steps
+    attention_prefill_gflops: float  # and in a prompt
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +69,9 @@ def describe(rates: dict) -> str:
 
     sizes = " / ".join(f"{x:,.0f}" for x in rates["sizes"])
     return (f"decode {per_type(rates['decode_gbps'], 'GB/s', 1)}; prompt {per_type(rates['prefill_gflops'], 'GFLOP/s', 0)}"
-            f" (rows of {sizes} values); {rates['step_us']:,.0f} µs a step + {rates['layer_us']:,.0f} µs a layer")
+            f" (rows of {sizes} values); attention {rates['attention_decode_gflops']:,.1f} / "
+            f"{rates['attention_prefill_gflops']:,.0f} GFLOP/s (decode / prompt); {rates['step_us']:,.0f} µs a step + "
+            f"{rates['layer_us']:,.0f} µs a layer")
 
 
 def _interpolate(xs, ys, x: float) -> float:
@@ -109,6 +118,48 @@ def _prefill_s(llm, prompt: int, repeats: int) -> float:
         llm._ctx.memory_clear(True) if hasattr(llm._ctx, "memory_clear") else llm._ctx.kv_cache_clear()
         llm.eval(list(range(3, 3 + prompt)))
     return _median_s(run, repeats)
+
+
+def _rewind(llm, n: int) -> None:
+    """Keep the first n cached tokens."""
+    llm._ctx.kv_cache_seq_rm(-1, n, -1)
+    llm.n_tokens = n
+
+
+def attention_flops(path: Path, depth: int, tokens: int, one_by_one: bool) -> float:
+    """The attention FLOPs (QK and PV) of `tokens` new tokens on top of `depth` cached ones, from the compiled
+    step of the file's model (FLOPs depend on the model and the workload, not on the device named)."""
+    from ..roofline import predict
+
+    if one_by_one:  # decode: per step, averaged over the tokens
+        p = predict(path, "h100", batch=1, prompt=max(depth, 1), context=depth, gen=tokens)
+        return tokens * sum(o.flops for o in p.operators if o.phase == "decode" and o.kind == "attention")
+    p = predict(path, "h100", batch=1, prompt=tokens, context=depth + tokens, gen=1)
+    return sum(o.flops for o in p.operators if o.phase == "prefill" and o.kind == "attention")
+
+
+def _attention_rates(llama_cpp, path: Path, threads: int, tokens: int, prompt: int, repeats: int) -> tuple:
+    """(decode, prefill) GFLOP/s of attention: the time that ATTENTION_DEPTH cached tokens add, over the FLOPs."""
+    depth = ATTENTION_DEPTH
+    llm = _load(llama_cpp, path, threads, depth + max(tokens, prompt) + 8)
+    fill = [3 + i % 500 for i in range(depth + max(tokens, prompt))]
+    out = []
+    for n, one_by_one in ((tokens, True), (prompt, False)):
+        def run(start: int):
+            _rewind(llm, start)
+            for tok in fill[start:start + n] if one_by_one else [fill[start:start + n]]:
+                llm.eval([tok] if one_by_one else tok)
+        seconds = []
+        for start in (0, depth):
+            if start:  # fill the cache to the depth once; each run rewinds to it
+                _rewind(llm, 0)
+                llm.eval(fill[:depth])
+            seconds.append(_median_s(lambda: run(start), repeats))
+        extra_s = seconds[1] - seconds[0]
+        flops = attention_flops(path, depth, n, one_by_one) - attention_flops(path, 0, n, one_by_one)
+        out.append(flops / max(extra_s, 1e-9) / 1e9)
+    del llm
+    return tuple(out)
 
 
 def step_tensors(path: Path) -> list[tuple[str, int, int, int]]:
@@ -160,6 +211,7 @@ def measure_kernels(llama_cpp, types, threads: int, tokens: int = 32, prompt: in
         (l1, s1), (l2, s2) = ((d.layers, s) for d, s in zip(STEP_REFERENCES, per_token))
         layer_s = max((s2 - s1) / (l2 - l1), 0.0)
         step_s = max(s1 - l1 * layer_s, 0.0)
+        attention = (0.0, 0.0)
         decode: dict[str, list[float]] = {t: [] for t in types}
         prefill: dict[str, list[float]] = {t: [] for t in types}
         sizes = []
@@ -168,6 +220,8 @@ def measure_kernels(llama_cpp, types, threads: int, tokens: int = 32, prompt: in
                 path = synthetic_gguf.write(Path(tmp) / f"{reference.name}-{qtype}.gguf", reference, qtype)
                 if qtype == types[0]:
                     sizes.append(mean_row_length(path))
+                    if len(sizes) == 1:  # the shorter reference: attention over ATTENTION_DEPTH cached tokens
+                        attention = _attention_rates(llama_cpp, path, threads, tokens, prompt, repeats)
                 llm = _load(llama_cpp, path, threads, max(tokens, prompt) + 8)
                 t = _decode_s(llm, tokens, repeats) - step_s - reference.layers * layer_s
                 decode[qtype].append(sum(step_bytes(path).values()) / max(t, 1e-9) / 1e9)
@@ -177,7 +231,7 @@ def measure_kernels(llama_cpp, types, threads: int, tokens: int = 32, prompt: in
                 path.unlink()
                 if progress is not None:
                     progress(f"{reference.name} {qtype}")
-    return KernelRates(tuple(sizes), decode, prefill, step_s * 1e6, layer_s * 1e6, threads)
+    return KernelRates(tuple(sizes), decode, prefill, step_s * 1e6, layer_s * 1e6, threads, *attention)
 
 
 def reference_type(qtype: str) -> str | None:
