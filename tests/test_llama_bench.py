@@ -197,3 +197,27 @@ def test_attention_flops_added_by_a_cached_depth_by_hand(tmp_path):
     for one_by_one in (True, False):
         added = attention_flops(path, 300, 16, one_by_one) - attention_flops(path, 0, 16, one_by_one)
         assert added == pytest.approx(16 * per_token, rel=1e-9)
+
+
+def test_attention_that_adds_no_time_is_refused(tmp_path):
+    """A machine that stalls the timing at depth 0 (here: an engine whose steps take no time at all) must not
+    yield an attention rate of billions of GFLOP/s: three tries, then one clear refusal."""
+    from types import SimpleNamespace as NS
+
+    from llm_roofline.errors import UserError
+    from llm_roofline.measure.llama_kernels import _attention_rates
+
+    class Instant:
+        def __init__(self, **kw):
+            self.n_tokens = 0
+            self._ctx = NS(kv_cache_seq_rm=lambda *a: True)
+
+        def reset(self):
+            self.n_tokens = 0
+
+        def eval(self, tokens):
+            self.n_tokens += len(tokens)
+
+    path = synthetic_gguf.write(tmp_path / "tiny.gguf", synthetic_gguf.TINY, "Q8_0")
+    with pytest.raises(UserError, match="attention could not be timed"):
+        _attention_rates(NS(Llama=Instant), path, threads=1, tokens=4, prompt=8, repeats=1)
