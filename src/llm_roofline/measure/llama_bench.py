@@ -40,8 +40,9 @@ def check_gguf_path(path: str | Path) -> Path:
 
 
 def _run(llm, tokens: list[int], depth: int, timed: list[int], one_by_one: bool) -> float:
-    llm.reset()
-    llm._ctx.memory_clear(True) if hasattr(llm._ctx, "memory_clear") else llm._ctx.kv_cache_clear()
+    from .llama_kernels import clear_cache
+
+    clear_cache(llm)
     if depth:
         llm.eval(tokens[:depth])
     t0 = time.perf_counter()

@@ -103,11 +103,16 @@ def _load(llama_cpp, path: Path, threads: int, n_ctx: int):
                            n_batch=512, n_ubatch=512, verbose=False)
 
 
+def clear_cache(llm) -> None:
+    """An empty KV cache and token history (llama-cpp-python's newer and older context APIs)."""
+    llm.reset()
+    llm._ctx.memory_clear(True) if hasattr(llm._ctx, "memory_clear") else llm._ctx.kv_cache_clear()
+
+
 def _decode_s(llm, tokens: int, repeats: int) -> float:
     """Seconds per token of one-token steps from an empty cache."""
     def run():
-        llm.reset()
-        llm._ctx.memory_clear(True) if hasattr(llm._ctx, "memory_clear") else llm._ctx.kv_cache_clear()
+        clear_cache(llm)
         for tok in range(3, 3 + tokens):
             llm.eval([tok])
     return _median_s(run, repeats) / tokens
@@ -115,8 +120,7 @@ def _decode_s(llm, tokens: int, repeats: int) -> float:
 
 def _prefill_s(llm, prompt: int, repeats: int) -> float:
     def run():
-        llm.reset()
-        llm._ctx.memory_clear(True) if hasattr(llm._ctx, "memory_clear") else llm._ctx.kv_cache_clear()
+        clear_cache(llm)
         llm.eval(list(range(3, 3 + prompt)))
     return _median_s(run, repeats)
 
