@@ -135,7 +135,7 @@ def main() -> None:
         "with few compute units per byte of bandwidth, such as Apple GPUs and Pascal cards; fp8 and fp4 go to "
         "the tensor cores as they are), fitted "
         "by coordinate descent on the mean absolute log error, in a hierarchy engine -> family -> default (the "
-        "default weighs every engine family the same). The two dequantisation factors are shared by all engines "
+        "default weighs every engine project the same: llama.cpp's backends count as one). The two dequantisation factors are shared by all engines "
         "and learnt from the contrast between formats within each engine (each engine's bandwidth efficiency "
         "free to follow the factor), then the hierarchy is refitted with them. The HBM factor is fitted only by an engine or "
         "family level with decode rows on both HBM and other memory (llama.cpp reaches 30-50% of an A100's or "
@@ -158,8 +158,9 @@ def main() -> None:
         "- Decode meets the 12% target held out; its largest errors: the Oct-2023 source (mlc-ai/llm-perf-bench) "
         "is about 45% fast held out, from llama.cpp's row split over PCIe (host-synchronised after every split "
         "matmul, slower as GPUs are added) and vLLM, which no other source measures; Vulkan held out (one "
-        "source, Apple GPUs through MoltenVK among it) is 22% off; Metal held out is predicted from the "
-        "other llama.cpp backends and is about 17% fast.",
+        "source, Apple GPUs through MoltenVK among it) is 18% off; Metal held out is predicted from the "
+        "all-engine default (llama.cpp's Metal, Vulkan and ROCm backends are families of their own, not CUDA's) "
+        "and is about 15% fast.",
         "- CUDA graphs and build dates: XiongjieDai's runs are dated \"May 2024\" and counted as before CUDA graphs "
         "(merged 2024-05-08, a month-only date counts as before); its RTX 4090 notebook ran build b2824 on "
         "2024-05-09, so some of its builds may hold the merge. Its speeds fit kernel-by-kernel launches (held "
@@ -169,8 +170,10 @@ def main() -> None:
         "from inflating decode (held-out TPOT of the NIM rows: 21% error, 60% without the bound).",
         "- Engines measured by one source only (gpt-fast, TensorRT-LLM with NIM as its only sibling, vLLM, "
         "ExLlamaV2 mostly) are estimated leave-one-source-out from the family-balanced default profile.",
-        "- Prefill on Apple GPUs: Metal rows come from one source; held out, Metal is predicted from the other "
-        "llama.cpp backends (Vulkan's MoltenVK rows on Apple are 5x slower than Metal) and is about 60% slow. "
+        "- Prefill on Apple GPUs: Metal rows come from one source; held out, Metal is predicted from the "
+        "all-engine default and is about 22% slow (from llama.cpp's CUDA fit, as before its backends were "
+        "families of their own, 60% slow). Vulkan prefill held out is about 40% fast: its rows mix GPUs whose "
+        "Vulkan path uses their matrix units with ones that do not (Apple through MoltenVK, older Intel Arc). "
         "Vulkan rows on AMD and Intel GPUs without a catalog record use the default ridge point.",
         "- Time to first token at client concurrency above one (NIM) includes queueing behind other requests, "
         "which is not modelled: the estimate is the request's own prefill. Those rows are validated but not "

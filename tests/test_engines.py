@@ -82,3 +82,42 @@ def test_every_range_contains_its_estimate():
         p = lr.predict("llama-3.1-8b", "h100", engine=engine)
         assert p.decode.estimate_low_tok_s <= p.decode.estimate_tok_s <= p.decode.estimate_high_tok_s
         assert p.prefill.ttft_low_ms <= p.prefill.ttft_ms <= p.prefill.ttft_high_ms
+
+
+def test_llama_cpp_backends_other_than_cuda_fall_back_to_the_default_not_to_cuda():
+    """Metal, Vulkan and ROCm run other kernels than llama.cpp's CUDA ones: without a profile of their own they take
+    the all-engine default, never the CUDA-fitted llama.cpp family; all of them are still llama.cpp."""
+    from llm_roofline.engines import Profile, family, is_llama_cpp, lookup, project
+
+    default = Profile(0.5, 0.5, 100.0, 5.0, 0.3, 100.0, 5.0, 1.0, 1.0)
+    cuda = Profile(0.9, 0.3, 900.0, 5.0, 0.3, 100.0, 5.0, 1.0, 1.0)
+    profiles = {"default": default, "llama.cpp": cuda}
+    assert lookup(profiles, "llama.cpp-cuda") == ("llama.cpp", cuda)
+    for backend in ("llama.cpp-metal", "llama.cpp-vulkan", "llama.cpp-rocm"):
+        assert family(backend) == backend
+        assert lookup(profiles, backend) == ("default", default)
+        assert project(backend) == "llama.cpp" and is_llama_cpp(backend)
+    assert project("nim") == project("tensorrt-llm") == "tensorrt" and not is_llama_cpp("vllm")
+
+
+def test_quantised_weights_without_an_engine_pay_the_fitted_dequantisation():
+    """No engine: the class defaults (80% of bandwidth on an A100) plus what the all-engine fit says every decode
+    kernel pays to unpack block-quantised weights: its bandwidth factor for the bit class and its SM cycles per
+    weight over the A100's 108 SMs x 1410 MHz. 16-bit weights pay nothing extra."""
+    import llm_roofline as lr
+
+    default = shipped_profiles()[0]["default"]
+
+    def mlp(weights):
+        (op,) = [o for o in lr.predict("llama-2-7b", "a100", weights=weights).to_dict()["operators"]
+                 if o["phase"] == "decode" and o["name"] == "mlp"]
+        return op
+
+    f16 = mlp("f16")
+    assert f16["estimate_ms"] == pytest.approx(f16["ceiling_ms"] / 0.8)
+    q4 = mlp("q4_0")
+    unpack_ms = 32 * default.unpack_cycles_per_weight * 3 * 4096 * 11008 / (108 * 1410e6) * 1e3
+    assert default.unpack_cycles_per_weight > 0
+    assert q4["estimate_ms"] == pytest.approx(q4["ceiling_ms"] / (0.8 * default.bw_factor_4bit) + unpack_ms)
+    q8 = mlp("q8_0")
+    assert q8["estimate_ms"] == pytest.approx(q8["ceiling_ms"] / (0.8 * default.bw_factor_8bit) + unpack_ms)

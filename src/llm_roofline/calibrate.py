@@ -25,7 +25,9 @@ A profile has twelve numbers with a physical meaning, used by the estimate in pl
                          (an A100 has 1.5x a 4090's SM cycles per byte, an M2 Ultra a third of them)
   int8_compute_efficiency  fraction of Hardware.quantized_matmul_tops reached by kernels that quantise activations
                          to int8 (llama.cpp's MMQ path for ggml formats)
-Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. A level is fitted only on
+Profiles form a hierarchy: engine (llama.cpp-cuda) -> family (llama.cpp) -> default. llama.cpp's Metal, Vulkan
+and ROCm backends are families of their own (other kernels than CUDA's, engines.FAMILIES); the default profile
+weighs every engine project (engines.project: llama.cpp with all its backends, TensorRT-LLM with NIM) the same. A level is fitted only on
 the parameters its rows inform (decode rows: bandwidth and overhead; prefill rows: compute; tensor-parallel rows:
 all-reduce latency) and inherits the rest. The objective is the mean absolute log error of the estimate over the
 level's rows, minimised by coordinate descent on grids bounded by physical ranges (BOUNDS, with their reasons): a few
@@ -45,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import PARAMS, Profile, family, format_class, lookup, metric_kind
+from .engines import PARAMS, Profile, family, project, format_class, lookup, metric_kind
 from .files import write_json
 from .timing import mean_of_max
 from .validate import METRICS, TIME_METRICS, RowModel
@@ -184,7 +186,7 @@ def _fit_level(rows: RowSet, start: Profile, balance: bool = False) -> Profile:
     # the same model in several formats, so a per-engine factor would fit a source's quirks.
     # Each metric kind (and with balance each family) counts equally: many rows of one kind do not drown the rest.
     kinds = np.array([metric_kind(METRICS[i]) for i in rows.metric])
-    fams = np.array([family(rm.m.engine) for rm in rows.models])
+    fams = np.array([project(rm.m.engine) for rm in rows.models])
     groups = [fams == f for f in sorted(set(fams))] if balance else [np.ones(rows.n, dtype=bool)]
     cells = [g & (kinds == k) for g in groups for k in ("decode", "prefill") if (g & (kinds == k)).any()]
     theta = dict(zip(PARAMS, start.params()))
@@ -248,7 +250,7 @@ def _fit_format_factors(rows: RowSet, profiles: dict[str, Profile]) -> dict[str,
     params = row_params(rows, profiles)
     decode = np.isin(rows.metric, [METRICS.index(m) for m in DECODE_KIND])
     keys = np.array([lookup(profiles, rm.m.engine)[0] for rm in rows.models])
-    fams = np.array([family(rm.m.engine) for rm in rows.models])
+    fams = np.array([project(rm.m.engine) for rm in rows.models])
     per_family = Counter(fams[decode])
     weight = np.array([1 / max(1, per_family[f]) for f in fams])  # each family's decode rows sum to 1
     groups = []  # one per profile in use: its decode rows, their RowSet and weights

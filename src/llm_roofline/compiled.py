@@ -51,6 +51,8 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
                           f"{hw.device_class} class defaults ({d.source})" if not hw.measured else
                           f"measured profile {hw.id}: overhead {step_us:,.0f} µs/step + {layer_us:,.0f} µs/layer "
                           f"x {n_layers} layers at batch {batch}")
+        if fmt is not None and not hw.measured:
+            base = _dequantisation(base, fmt, hw)
     changes = {k: v for k, v in (("bandwidth", bandwidth_efficiency), ("compute", compute_efficiency),
                                  ("step_overhead_us", step_overhead_us)) if v is not None}
     if compute_efficiency is not None:
@@ -60,6 +62,26 @@ def resolve_efficiency(hw: Hardware, bandwidth_efficiency: float | None, compute
     if overridden:
         changes["source"] = base.source + "; overridden by the caller"
     return replace(base, **changes)
+
+
+def _dequantisation(base: Efficiency, fmt: WeightFormat, hw: Hardware) -> Efficiency:
+    """Without an engine, quantised weights still pay what every engine's decode kernels pay to unpack them: the
+    all-engine fit's bandwidth factor for the format's bit class and its SM cycles per block-quantised weight
+    (calibrate.py; fitted on contrasts between formats within each engine, every engine weighing the same). The
+    class defaults are datasheet fractions that know nothing of dequantisation."""
+    from .engines import format_class, shipped_profiles
+
+    default = shipped_profiles()[0]["default"]
+    cls = format_class(fmt)
+    if cls == 0:
+        return base
+    factor = (default.bw_factor_8bit, default.bw_factor_4bit)[cls - 1]
+    unpack = default.unpack_cycles_per_weight if hw.sm_cycles_per_s else 0.0
+    if factor == 1 and not unpack:
+        return base
+    return replace(base, bandwidth=min(1.0, base.bandwidth * factor), unpack_cycles_per_weight=unpack,
+                   source=base.source + "; dequantisation as fitted across engines (the 'default' engine profile"
+                   + (f": bandwidth x{factor:.3g}" if factor != 1 else "") + ")")
 
 
 def check_tp(spec: ModelSpec, tp: int) -> None:

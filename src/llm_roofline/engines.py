@@ -23,7 +23,12 @@ PARAMS = ("bandwidth_efficiency", "compute_efficiency", "step_overhead_us", "all
           "prefill_overhead_us", "allreduce_pcie_us", "bw_factor_8bit", "bw_factor_4bit", "bw_factor_hbm",
           "unpack_cycles_per_weight", "launch_us_per_layer")
 # NVIDIA NIM serves through TensorRT-LLM (NVIDIA's NIM documentation): same family.
-FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt"}
+FAMILIES = {"nim": "tensorrt", "tensorrt-llm": "tensorrt",
+            # llama.cpp's Metal, Vulkan and ROCm backends are other kernels (shaders, matrix paths, launch costs)
+            # than its CUDA ones, which most measurements of the llama.cpp family are: each is a family of its own,
+            # so one without measurements of its own falls back to the all-engine default, not to CUDA's fit
+            "llama.cpp-metal": "llama.cpp-metal", "llama.cpp-vulkan": "llama.cpp-vulkan",
+            "llama.cpp-rocm": "llama.cpp-rocm"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,16 @@ class Profile:
 
 def family(engine: str) -> str:
     return FAMILIES.get(engine, engine.split("-")[0]) if engine else "default"
+
+
+def project(engine: str) -> str:
+    """The engine's project (llama.cpp for all its backends, tensorrt for TensorRT-LLM and NIM)."""
+    return "tensorrt" if family(engine) == "tensorrt" else (engine or "default").split("-")[0]
+
+
+def is_llama_cpp(engine: str | None) -> bool:
+    """llama.cpp on any backend (llama.cpp, llama.cpp-cuda, -metal, -vulkan, -rocm, -cpu)."""
+    return (engine or "").split("-")[0] == "llama.cpp"
 
 
 def format_class(fmt: str | WeightFormat) -> int:
@@ -147,7 +162,7 @@ def replays_graph(engine: str | None, hw: Hardware, build_date: str = "") -> boo
     kernel (a cost per layer: Profile.launch_us_per_layer). Modelled for llama.cpp, whose builds and backends
     differ; every other engine's per-step cost is one fitted number (step_overhead_us). No build_date: a current
     build."""
-    if family(engine or "") != "llama.cpp":
+    if not is_llama_cpp(engine):
         return True
     if engine != "llama.cpp-cuda":
         return False
@@ -198,7 +213,7 @@ def speed_range(engine: str | None, kind: str, ranges: dict | None = None) -> tu
 
 def runs_llama_cpp_cpu(hw: Hardware, fmt: WeightFormat, engine: str | None) -> bool:
     """A measured CPU profile running a GGUF format or llama.cpp: llama.cpp's CPU kernels, not PyTorch's."""
-    return bool(hw.measured) and hw.device_class == "cpu" and (fmt.ggml or family(engine or "") == "llama.cpp")
+    return bool(hw.measured) and hw.device_class == "cpu" and (fmt.ggml or is_llama_cpp(engine))
 
 
 def llama_cpp_view(hw: Hardware) -> Hardware:
