@@ -140,7 +140,16 @@ def compute_dtype(bits: float, fmt: WeightFormat) -> str:
     they equal the format's, means fewer bits never lands a tensor on a slower path."""
     if bits == fmt.bits or bits < 16:
         return fmt.compute
-    return "fp32" if fmt.activation_bytes == 4 else "fp16"
+    return float_dtype(fmt)
+
+
+def float_dtype(fmt: WeightFormat) -> str:
+    """The float units of the format's activations: attention, scans and groups kept at 16 bits or more run on
+    them. A bf16 model's attention runs in bf16, not fp16: on CPUs the two differ a thousandfold (PyTorch's fp16
+    CPU kernels are scalar), on GPUs they are the same units."""
+    if fmt.activation_bytes == 4:
+        return "fp32"
+    return "bf16" if fmt.compute == "bf16" else "fp16"
 
 
 def unpacked(bits: float, compute: str) -> bool:
@@ -203,10 +212,10 @@ def _matmul(t: _Table, name: str, params: float, bits: float, compute: str, act:
            QUANT: {"one": params / tp if unpacked(bits, compute) else 0.0}})
 
 
-def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act: int, tp: int, count: int) -> None:
-    dtype = "fp32" if act == 4 else "fp16"
+def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act: int, tp: int, count: int,
+               dtype: str) -> None:
     if layer.attention == "linear" and spec.mamba is not None:
-        _mamba_mixer(t, spec, layer, act, tp, count, "attention")
+        _mamba_mixer(t, spec, layer, act, tp, count, "attention", dtype)
         return
     if layer.attention == "linear":
         la = spec.linear_attention
@@ -246,11 +255,11 @@ def _attention(t: _Table, spec: ModelSpec, layer: LayerSpec, kv_bits: float, act
         t.add(Group("attention", "attention", dtype, count), terms(layer.head_dim, layer.head_dim))
 
 
-def _mamba_mixer(t: _Table, spec: ModelSpec, layer: LayerSpec, act: int, tp: int, count: int, name: str) -> None:
+def _mamba_mixer(t: _Table, spec: ModelSpec, layer: LayerSpec, act: int, tp: int, count: int, name: str,
+                 dtype: str) -> None:
     """A Mamba-2 mixer's scan: per token and head the state update (decay, B x^T) and its read-out (C^T state),
     ~6 head_dim x d_state FLOPs, and the causal convolution; its fixed state is read and written each step."""
     mb = spec.mamba
-    dtype = "fp32" if act == 4 else "fp16"
     per_token = 6 * mb.n_heads / tp * mb.head_dim * mb.d_state + 2 * mb.conv_dim / tp * mb.conv_kernel
     state = recurrent_state_bytes(spec, layer, tp)
     t.add(Group(name, "attention", dtype, count),
@@ -273,9 +282,9 @@ def _layer(t: _Table, spec: ModelSpec, layer: LayerSpec, fmt: WeightFormat, kv_b
         else:
             _matmul(t, g.op, g.params, bits, dtype, act, h, g.params / h, g.shapes, tp, count)
         if g.op == "attn_qkv":
-            _attention(t, spec, layer, kv_bits, act, tp, count)
+            _attention(t, spec, layer, kv_bits, act, tp, count, float_dtype(fmt))
         if g.op == "mamba_in":
-            _mamba_mixer(t, spec, layer, act, tp, count, "mamba_scan")
+            _mamba_mixer(t, spec, layer, act, tp, count, "mamba_scan", float_dtype(fmt))
     if tp > 1:  # after attention and after the MLP; a ring all-reduce sends 2(N-1)/N of the message
         message = h * act
         # under expert parallel with replicas, a MoE layer's experts return their outputs by the all-to-all
