@@ -194,3 +194,19 @@ def test_bench_draft_refuses_batches_and_other_vocabularies(profile_path, capsys
     assert "batch 1" in capsys.readouterr().err
     assert main(["bench", "smollm2-135m", "--draft", "qwen2.5-0.5b", "--device", "cpu", "-H", str(profile_path)]) == 2
     assert "vocabulary" in capsys.readouterr().err
+
+
+def test_reference_decoders_stream_from_memory_and_their_line_is_non_negative(profile_path):
+    """The reference decoder's layer: q 512x512, k and v 512x128, o 512x512, MLP 3 x 512x1536 = 3,014,656
+    weights, 12,058,624 bytes in f32. Twice a 32 MiB cache is 5.6 layers: 6 and 18 layers (bf16: 12 and 36)."""
+    assert micro.reference_layers(4, 32 * 2**20) == (6, 18)
+    assert micro.reference_layers(2, 32 * 2**20) == (12, 36)
+    assert micro.reference_layers(2, 2**20) == (2, 6)  # at least two layers
+    # the line through (2, 3.0 s) and (8, 6.0 s): 0.5 s per layer, 2 s per step
+    assert micro.per_layer_and_step({2: 3.0, 8: 6.0}) == pytest.approx((0.5, 2.0))
+    # through (2, 1) and (8, 9) the free line's intercept is -1.67: the fit through the origin instead,
+    # (2 x 1 + 8 x 9) / (2^2 + 8^2) = 74 / 68 per layer, nothing per step
+    assert micro.per_layer_and_step({8: 9.0, 2: 1.0}) == pytest.approx((74 / 68, 0.0))
+    used = json.loads(profile_path.read_text())["decoder_overhead"]["reference_layers"]
+    llc = json.loads(profile_path.read_text())["machine"]["last_level_cache_bytes"]
+    assert used == {"f32": list(micro.reference_layers(4, llc)), "bf16": list(micro.reference_layers(2, llc))}

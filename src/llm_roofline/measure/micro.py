@@ -14,6 +14,8 @@ synchronisation (CUDA events) on GPUs. PyTorch when installed; numpy on the CPU 
 
 from __future__ import annotations
 
+import math
+
 from ..errors import UserError
 from .device import Timing, available_memory_bytes, last_level_cache_bytes, machine_info, time_it, torch_or_none
 
@@ -204,12 +206,37 @@ REFERENCE_DECODER = {"model_type": "llama", "hidden_size": 512, "intermediate_si
                      "tie_word_embeddings": False}
 
 
+def reference_layers(elem_bytes: int, cache_bytes: int) -> tuple[int, int]:
+    """Layer counts of the two reference decoders: the smaller one's weights at least twice the last-level cache,
+    so that both stream their weights from memory as the models measured do. Across the cache boundary the
+    modelled time changes rate (a 2-layer decoder fits in a 32 MiB cache, an 8-layer one does not), and the
+    difference between the two, which gives the per-layer cost, would carry the cache model's error."""
+    c = REFERENCE_DECODER
+    h, inter = c["hidden_size"], c["intermediate_size"]
+    kv = c["num_key_value_heads"] * h // c["num_attention_heads"]
+    per_layer = (h * (h + 2 * kv) + h * h + 3 * h * inter) * elem_bytes  # q, k, v, o and the SwiGLU MLP
+    small = min(64, max(2, math.ceil(2 * cache_bytes / per_layer)))
+    return small, 3 * small
+
+
+def per_layer_and_step(points: dict[int, float]) -> tuple[float, float]:
+    """The line through (layers, seconds) of two decoders, both parts >= 0: where the free line's intercept is
+    negative, the least-squares line through the origin (the non-negative fit), rather than the free slope with
+    its intercept cut to 0, which would put all of the line's error into the per-layer cost."""
+    (n1, s1), (n2, s2) = sorted(points.items())
+    slope = (s2 - s1) / (n2 - n1)
+    if s1 - n1 * slope >= 0:
+        return max(0.0, slope), s1 - n1 * max(0.0, slope)
+    return max(0.0, (n1 * s1 + n2 * s2) / (n1 * n1 + n2 * n2)), 0.0
+
+
 def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -> dict | None:
     """Per-step and per-layer overhead of the engine (transformers, eager, static cache), per weight dtype and at
-    batch 1 and 8, from a reference Llama-style decoder (hidden 512) at 2 and 8 layers. The time the profile's
-    own streaming rates predict for its matmuls and attention is subtracted, so what remains is what a decoder
-    costs beyond moving its bytes: launches, dispatch, the small operators between the matmuls. The slope per
-    layer and the intercept carry over to any decoder run by the same engine. None without transformers."""
+    batch 1 and 8, from a reference Llama-style decoder (hidden 512) at two layer counts beyond the last-level
+    cache (reference_layers). The time the profile's own streaming rates predict for its matmuls and attention
+    is subtracted, so what remains is what a decoder costs beyond moving its bytes: launches, dispatch, the small
+    operators between the matmuls. The slope per layer and the intercept carry over to any decoder run by the
+    same engine. None without transformers."""
     try:
         import transformers  # noqa: F401
 
@@ -224,10 +251,13 @@ def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -
         if profile else None
     out: dict[str, dict[str, dict[str, float]]] = {}
     prompt, gen = 8, 16 if quick else 48
+    cache = last_level_cache_bytes() if device == "cpu" else 64 * MIB
+    used: dict[str, list[int]] = {}
     for weights in ("f32", "bf16"):
         torch_dtype = {"f32": "float32", "bf16": "bfloat16"}[weights]
+        layers = reference_layers(4 if weights == "f32" else 2, cache)
         models = {n: build_model({**REFERENCE_DECODER, "num_hidden_layers": n, "torch_dtype": torch_dtype}, device,
-                                 weights) for n in (2, 8)}
+                                 weights) for n in layers}
         for batch in (1, 8):
             spent = {}
             for n, model in models.items():
@@ -239,10 +269,11 @@ def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -
                     modelled = predict(spec, hw, weights=weights, batch=batch, prompt=prompt, gen=gen,
                                        step_overhead_us=0).decode.tpot_ms / 1e3
                 spent[n] = max(0.0, measured - modelled)
-            per_layer = max(0.0, (spent[8] - spent[2]) / 6)
-            out.setdefault(weights, {})[str(batch)] = {"step_overhead_us": max(0.0, spent[2] - 2 * per_layer) * 1e6,
+            per_layer, per_step = per_layer_and_step(spent)
+            out.setdefault(weights, {})[str(batch)] = {"step_overhead_us": per_step * 1e6,
                                                         "layer_overhead_us": per_layer * 1e6}
-    return {**out["f32"]["1"], "by_dtype": out}
+        used[weights] = list(layers)
+    return {**out["f32"]["1"], "by_dtype": out, "reference_layers": used}
 
 
 NOISY = 0.15  # repeats of one measurement that spread more than this (of their best) mean a busy machine
