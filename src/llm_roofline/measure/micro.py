@@ -1,12 +1,12 @@
 """Microbenchmarks of the machine in front of you: the ceilings the roofline needs, measured.
 
-- bandwidth: a streaming read (a matrix-vector product: every byte of the matrix read once, 2 FLOPs per 4 bytes)
+- bandwidth: a streaming read (a sum over the buffer: every byte read once; the fp32 matrix-vector rate beside it)
   and a copy, over buffer sizes from 1 MiB to several times the last-level cache; the read rate of the largest
   buffer is the figure decode uses, the curve shows the cache levels;
 - peak matrix throughput per dtype (fp32, bf16, fp16, int8 where PyTorch has a kernel);
 - the empirical roofline: one weight matrix well beyond the last-level cache multiplied by 1, 2, 4, ... vectors
   (GEMV to GEMM), attained FLOP/s and bytes/s against arithmetic intensity;
-- overheads: one tiny operator's dispatch, and the decode step of a tiny transformers decoder at two depths, whose
+- overheads: one tiny operator's dispatch, and the decode step of a small transformers decoder at two depths, whose
   difference gives the per-layer cost and whose intercept the fixed per-step cost.
 Method: warm-up, repeated runs, median with min and max, fresh random inputs (never zeros), device
 synchronisation (CUDA events) on GPUs. PyTorch when installed; numpy on the CPU otherwise.
