@@ -69,13 +69,12 @@ def _dequantisation(base: Efficiency, fmt: WeightFormat, hw: Hardware) -> Effici
     all-engine fit's bandwidth factor for the format's bit class and its SM cycles per block-quantised weight
     (calibrate.py; fitted on contrasts between formats within each engine, every engine weighing the same). The
     class defaults are datasheet fractions that know nothing of dequantisation."""
-    from .engines import format_class, shipped_profiles
+    from .engines import format_class, format_factor, shipped_profiles
 
-    default = shipped_profiles()[0]["default"]
-    cls = format_class(fmt)
-    if cls == 0:
+    if format_class(fmt) == 0:
         return base
-    factor = (default.bw_factor_8bit, default.bw_factor_4bit)[cls - 1]
+    default = shipped_profiles()[0]["default"]
+    factor = format_factor(default, fmt)
     unpack = default.unpack_cycles_per_weight if hw.sm_cycles_per_s else 0.0
     if factor == 1 and not unpack:
         return base

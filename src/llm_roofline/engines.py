@@ -80,6 +80,11 @@ def format_class(fmt: str | WeightFormat) -> int:
     return 0 if bits >= 16 else 1 if bits >= 8 else 2
 
 
+def format_factor(p: Profile, fmt: str | WeightFormat) -> float:
+    """The profile's bandwidth-efficiency multiplier for the format's dequantisation class (1 for floats)."""
+    return (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)]
+
+
 def metric_kind(metric: str) -> str:
     return "decode" if metric in ("decode_tok_s", "decode_throughput_tok_s", "tpot_ms") else "prefill"
 
@@ -182,7 +187,7 @@ def efficiency_for(engine: str, fmt: WeightFormat, hw: Hardware, profiles: dict[
         raise UserError(f"no efficiency profile for engine {engine!r}{closest(engine, known)}; "
                         f"known: {', '.join(sorted(known))}")
     key, p = lookup(profiles, engine)
-    factor = (1.0, p.bw_factor_8bit, p.bw_factor_4bit)[format_class(fmt)] * (p.bw_factor_hbm if hw.hbm else 1.0)
+    factor = format_factor(p, fmt) * (p.bw_factor_hbm if hw.hbm else 1.0)
     launch_us = 0.0 if replays_graph(engine, hw, build_date) else p.launch_us_per_layer * n_layers
     return Efficiency(
         bandwidth=min(1.0, p.bandwidth_efficiency * factor),

@@ -61,26 +61,23 @@ def estimate_from_kernels(path: Path, p, rates, read_gbps: float, n_layers: int,
     matmul FLOPs in the tensors' shares of the elements at their prefill rates, plus its attention FLOPs at the
     prompt's attention rate. Types no reference stands for stream at the memory's read rate (bench_llama_cpp's
     notes say which)."""
-    from .llama_kernels import DEQUANT_BOUND, reference_type, step_tensors
+    from .llama_kernels import DEQUANT_BOUND, phase_attention_flops, reference_type, step_tensors
 
     tensors = [(reference_type(t), t, b, e, r) for t, b, e, r in step_tensors(path)]
     total_b = sum(b for _, _, b, _, _ in tensors)
     matrices = [(ref, e, r) for ref, t, _, e, r in tensors if t != "F32"]
     total_e = sum(e for _, e, _ in matrices)
-
-    def attention(phase: str) -> float:
-        return sum(o.flops for o in p.operators if o.phase == phase and o.kind == "attention")
-
+    attention_decode, attention_prefill = (phase_attention_flops(p, ph) for ph in ("decode", "prefill"))
     weights_s = sum(p.decode.weight_bytes_per_step * b / total_b
                     / ((rates.decode_at(ref, r) if ref in rates.decode_gbps else read_gbps) * 1e9)
                     for ref, _, b, _, r in tensors)
     tg_s = (rates.step_us * 1e-6 + n_layers * rates.layer_us * 1e-6 + weights_s
-            + attention("decode") / (rates.attention_decode_gflops * 1e9))
+            + attention_decode / (rates.attention_decode_gflops * 1e9))
     fastest = max(v for vs in rates.prefill_gflops.values() for v in vs)
-    matmul_flops = p.prefill.flops - attention("prefill")
+    matmul_flops = p.prefill.flops - attention_prefill
     pp_s = sum(matmul_flops * e / total_e
                / ((rates.prefill_at(ref, r) if ref in rates.prefill_gflops else fastest) * 1e9)
-               for ref, e, r in matrices) + attention("prefill") / (rates.attention_prefill_gflops * 1e9)
+               for ref, e, r in matrices) + attention_prefill / (rates.attention_prefill_gflops * 1e9)
     slow = {}
     for ref, t, b, _, r in tensors:
         if ref in rates.decode_gbps and rates.decode_at(ref, r) < DEQUANT_BOUND * read_gbps:

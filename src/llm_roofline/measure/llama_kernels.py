@@ -131,6 +131,11 @@ def _rewind(llm, n: int) -> None:
     llm.n_tokens = n
 
 
+def phase_attention_flops(p, phase: str) -> float:
+    """FLOPs of a prediction's attention operators in one phase ("decode": one step, "prefill": the prompt)."""
+    return sum(o.flops for o in p.operators if o.phase == phase and o.kind == "attention")
+
+
 def attention_flops(path: Path, depth: int, tokens: int, one_by_one: bool) -> float:
     """The attention FLOPs (QK and PV) of `tokens` new tokens on top of `depth` cached ones, from the compiled
     step of the file's model (FLOPs depend on the model and the workload, not on the device named)."""
@@ -138,9 +143,9 @@ def attention_flops(path: Path, depth: int, tokens: int, one_by_one: bool) -> fl
 
     if one_by_one:  # decode: per step, averaged over the tokens
         p = predict(path, "h100", batch=1, prompt=max(depth, 1), context=depth, gen=tokens)
-        return tokens * sum(o.flops for o in p.operators if o.phase == "decode" and o.kind == "attention")
+        return tokens * phase_attention_flops(p, "decode")
     p = predict(path, "h100", batch=1, prompt=tokens, context=depth + tokens, gen=1)
-    return sum(o.flops for o in p.operators if o.phase == "prefill" and o.kind == "attention")
+    return phase_attention_flops(p, "prefill")
 
 
 def _attention_rates(llama_cpp, path: Path, threads: int, tokens: int, prompt: int, repeats: int) -> tuple:

@@ -85,6 +85,11 @@ class Backend:
             self.torch.cuda.empty_cache()
 
 
+def cache_bytes(device: str) -> int:
+    """The last-level cache a working set must exceed to stream from memory (GPUs: 64 MiB, beyond any L2)."""
+    return last_level_cache_bytes() if device == "cpu" else 64 * MIB
+
+
 def _sizes(largest: int, quick: bool) -> list[int]:
     sizes, size = [], MIB
     step = 4 if quick else 2
@@ -99,7 +104,7 @@ def bandwidth_sweep(be: Backend, quick: bool, progress=None) -> list[dict]:
     streaming reduction (sum over the buffer), the memory's own speed; a matrix-vector product over the same
     bytes (gemv_gbps) is kept beside it: on some CPUs PyTorch's fp32 GEMV runs at a third of the memory's speed,
     and that is a kernel's rate, which the estimate takes from the measured matmul curves, not a bound."""
-    llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
+    llc = cache_bytes(be.device)
     budget = available_memory_bytes(be.device) // 6
     largest = int(min(max(4 * llc, 1 << 30), budget, (2 << 30) if quick else (8 << 30)))
     largest -= largest % (4 * 4096)
@@ -163,7 +168,7 @@ def empirical_roofline(be: Backend, quick: bool, dtype: str = "fp32", progress=N
     as a decode step reads its layers, at five matrix sizes (256^2 to 4096^2 elements) and four shapes (out/in
     1/4 to 16): on CPUs the rate depends on the matrix size and shape as much as on the vector count, and a
     model's matmuls look up their own size and shape. The matrices are views into one random buffer."""
-    llc = last_level_cache_bytes() if be.device == "cpu" else 64 * MIB
+    llc = cache_bytes(be.device)
     elem = 2 if dtype in ("bf16", "fp16") else 4
     target = min(max(2 * llc, 256 * MIB), available_memory_bytes(be.device) // 8, 1 << 30)
     flat = be.rand((target // elem,), dtype)
@@ -251,7 +256,7 @@ def decoder_overhead_us(device: str, quick: bool, profile: dict | None = None) -
         if profile else None
     out: dict[str, dict[str, dict[str, float]]] = {}
     prompt, gen = 8, 16 if quick else 48
-    cache = last_level_cache_bytes() if device == "cpu" else 64 * MIB
+    cache = cache_bytes(device)
     used: dict[str, list[int]] = {}
     for weights in ("f32", "bf16"):
         torch_dtype = {"f32": "float32", "bf16": "bfloat16"}[weights]
