@@ -91,6 +91,38 @@ def test_measured_streaming_rate_by_size_and_shape():
     assert old.weight_stream_gbps("bf16", 1, 2**21) == pytest.approx(20.0)
 
 
+def test_buffers_beyond_the_cache_read_at_one_memory_rate():
+    """A 32 MiB cache; reads of 4 MiB (in cache), 64 MiB (2x: partly cached), then 256 MiB at 48 GB/s and 1 GiB at
+    30 GB/s: both stream from memory, so both are the memory's rate, the faster (a ceiling must not be beaten),
+    and the 64 MiB buffer, slower than that as measured, is not slower than memory."""
+    mib = 2**20
+    bandwidth = [{"bytes": b * mib, "read_gbps": g} for b, g in ((4, 100.0), (64, 33.0), (256, 48.0), (1024, 30.0))]
+    rec = {"id": "p", "name": "p", "category": "desktop_cpu", "memory_gb": 16, "bandwidth_gbps": 30,
+           "bandwidth": bandwidth, "cache_bytes": 32 * mib,
+           "roofline": [{"dtype": "fp32", "vectors": 1, "matrix_bytes": mib, "aspect": 1.0, "gbps": 10.0}]}
+    hw = Hardware.from_record(rec)
+    assert hw.bandwidth_curve == ((4 * mib, 100.0), (64 * mib, 48.0), (256 * mib, 48.0), (1024 * mib, 48.0))
+    assert hw.bandwidth_at(216e6) == pytest.approx(48.0) and hw.bandwidth_at(4e9) == 48.0
+    assert hw.bandwidth_at(16 * mib) == pytest.approx(100 * (48 / 100) ** 0.5)  # halfway in log size from 4 to 64
+    # older CPU profiles name the cache under machine; without a cache size the curve is as measured
+    old = Hardware.from_record({**{k: v for k, v in rec.items() if k != "cache_bytes"},
+                                "machine": {"last_level_cache_bytes": 32 * mib}})
+    assert old.bandwidth_curve == hw.bandwidth_curve
+    raw = Hardware.from_record({k: v for k, v in rec.items() if k != "cache_bytes"})
+    assert raw.bandwidth_curve[2:] == ((256 * mib, 48.0), (1024 * mib, 30.0))
+    # a working set in memory streams its matmuls at the measured matmul rate itself (the matmul rows were
+    # measured on stacks beyond the cache): a 1 MiB fp32 square matrix at 10 GB/s, one vector, 20 layers
+    from llm_roofline import predict
+
+    spec = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 512, "num_attention_heads": 8,
+            "num_key_value_heads": 8, "vocab_size": 32, "num_hidden_layers": 20, "tie_word_embeddings": False}
+    from llm_roofline.architecture import spec_from_config
+
+    p = predict(spec_from_config(spec, "square"), hw, weights="f32", batch=1, prompt=1, gen=2,
+                step_overhead_us=0)
+    mlp = next(o for o in p.to_dict()["operators"] if o["phase"] == "decode" and o["name"] == "mlp")
+    assert mlp["estimate_ms"] == pytest.approx(20 * 3 * mib / 10e9 * 1e3, rel=1e-6)  # gate, up, down: 3 MiB a layer
+
 def test_quantized_matmul_rate_is_capped_per_sm():
     # A100: 108 SMs x 1.41 GHz x 2048 int8 ops = 311.9 TOPS, half its 624 TOPS int8 tensor peak
     assert load_hardware("a100").quantized_matmul_tops == pytest.approx(2048 * 108 * 1.41e9 / 1e12)

@@ -60,6 +60,7 @@ class DeviceRecord(_Strict):
     compute_capability: Optional[Annotated[float, Field(ge=1, le=99, allow_inf_nan=False, strict=True)]] = None
     measured: dict[Text, NonNegativeFloat] = Field(default_factory=dict)
     bandwidth: list[BandwidthPoint] = Field(default_factory=list, max_length=10_000)
+    cache_bytes: Optional[PositiveFloat] = None  # the last-level cache the bandwidth sweep had to exceed
     roofline: list[RooflinePoint] = Field(default_factory=list, max_length=100_000)
     overheads: dict[Text, dict[Text, dict[Text, NonNegativeFloat]]] = Field(default_factory=dict)
 

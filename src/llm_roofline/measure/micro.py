@@ -324,6 +324,7 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
     category = {"cpu": "desktop_cpu", "mps": "apple_soc", "cuda": "datacenter_gpu"}[device]
     decoder = decoder_overhead_us(device, quick, {"bandwidth_gbps": large["read_gbps"], "memory_gb": 1e3,
                                                   "peak_tflops": peak_tflops, "bandwidth": bandwidth,
+                                                  "cache_bytes": cache_bytes(device),
                                                   "roofline": roofline, "id": "measuring", "category": category})
     if bar:
         bar("overheads")
@@ -345,6 +346,7 @@ def measure(device: str, quick: bool = False, progress_factory=None) -> dict:
         "bandwidth_spread_gbps": [large["read_min_gbps"], large["read_max_gbps"]],
         "copy_gbps": large["copy_gbps"],
         "bandwidth": bandwidth,
+        "cache_bytes": cache_bytes(device),
         "peak_tflops": peak_tflops,
         "matmul": peaks,
         "ridge_point_flop_per_byte": ridge.get("fp32"),
