@@ -6,7 +6,8 @@
 2. `likwid-bench -t load_avx512` (or load_avx / load) over a 2 GB buffer on all cores, in the same run:
    an independent large-buffer read bandwidth (Debian package likwid), compared with ours
 3. `llm-roofline bench` for smollm2-135m, qwen2.5-0.5b and llama-3.2-1b in f32 and bf16 at batch 1 and 8:
-   measured tokens/s beside the estimate from the profile alone
+   measured tokens/s beside the estimate from the profile alone. A shared VM's speed drifts by tens of percent
+   over minutes, so the profile is measured again right before each model (--one-profile: the first for all)
 Writes a markdown results section (date, machine, versions, every figure) for docs/measure.md.
 """
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="quick profile (the bench itself is unchanged)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "measure-results.md")
     parser.add_argument("--gen", type=int, default=32)
+    parser.add_argument("--one-profile", action="store_true", help="bench every model on the first profile")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     profile = measure("cpu", quick=args.quick)
@@ -54,11 +56,16 @@ def main() -> None:
     likwid, how = likwid_read_gbps()
     (OUT / "profile-cpu.json").write_text(json.dumps(profile, indent=1) + "\n")
     plot_profile(profile, ROOT / "docs" / "img" / "profile-cpu.png")
-    rows = []
+    rows, reads = [], [ours_before]
     for model in MODELS:
+        path = OUT / "profile-cpu.json"
+        if model != MODELS[0] and not args.one_profile:
+            path = OUT / f"profile-cpu-before-{model}.json"
+            again = measure("cpu", quick=args.quick)
+            path.write_text(json.dumps(again, indent=1) + "\n")
+            reads.append(again["bandwidth_gbps"])
         for weights in ("f32", "bf16"):
-            result = bench(model, "cpu", weights, (1, 8), prompt=32, gen=args.gen, hardware=OUT / "profile-cpu.json",
-                           repeats=3)
+            result = bench(model, "cpu", weights, (1, 8), prompt=32, gen=args.gen, hardware=path, repeats=3)
             if model == "qwen2.5-0.5b" and weights == "f32":
                 plot_bench(result, ROOT / "docs" / "img" / "bench-qwen2.5-0.5b-f32.png")
             for r in result["rows"]:
@@ -86,7 +93,10 @@ def main() -> None:
         "### Decode: estimate from the profile against measured (transformers eager, static KV cache)",
         "",
         f"Prompt 32 tokens, {args.gen} generated, 3 repeats after a warm-up, median step time; random weights with "
-        "the catalog architecture.",
+        "the catalog architecture; "
+        + ("one profile for every model." if args.one_profile else
+           "the profile measured again right before each model (read " + ", ".join(f"{r:.1f}" for r in reads)
+           + " GB/s)."),
         "",
         "| model | weights | batch | ceiling tok/s | estimate tok/s | measured tok/s | error % | MBU | TTFT ms |",
         "|---|---|---|---|---|---|---|---|---|",
