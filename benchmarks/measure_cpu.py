@@ -64,16 +64,17 @@ def main() -> None:
             again = measure("cpu", quick=args.quick)
             path.write_text(json.dumps(again, indent=1) + "\n")
             reads.append(again["bandwidth_gbps"])
+        read = reads[-1]
         for weights in ("f32", "bf16"):
             result = bench(model, "cpu", weights, (1, 8), prompt=32, gen=args.gen, hardware=path, repeats=3)
             if model == "qwen2.5-0.5b" and weights == "f32":
                 plot_bench(result, ROOT / "docs" / "img" / "bench-qwen2.5-0.5b-f32.png")
             for r in result["rows"]:
-                rows.append((model, weights, r))
+                rows.append((model, weights, read, r))
                 print(model, weights, r["batch"], f"{r['measured_tok_s']:.2f}", f"{r['estimate_tok_s']:.2f}",
                       f"{r['error_pct']:+.1f}%", flush=True)
     m = profile["machine"]
-    errors = [abs(r["error_pct"]) for _, _, r in rows]
+    errors = [abs(r["error_pct"]) for *_, r in rows]
     lines = [
         f"Run on {m['date']}: {m['cpu_model']}, {m['cpu_cores']} cores ({m['torch_threads']} PyTorch threads), "
         f"last-level cache {m['last_level_cache_bytes'] / 2**20:,.0f} MiB, {m['memory_bytes'] / 2**30:,.1f} GiB; "
@@ -84,7 +85,7 @@ def main() -> None:
         "",
         "| tool | large-buffer read GB/s |",
         "|---|---|",
-        f"| `llm-roofline measure` (matrix-vector read, {profile['bandwidth'][-1]['bytes'] / 2**20:,.0f} MiB) | "
+        f"| `llm-roofline measure` (streaming read, a sum over {profile['bandwidth'][-1]['bytes'] / 2**20:,.0f} MiB) | "
         f"{ours_before:.1f} (min-max {profile['bandwidth_spread_gbps'][0]:.1f}-{profile['bandwidth_spread_gbps'][1]:.1f}) |",
         f"| `{how}` | {likwid:.1f} |" if likwid else f"| {how} | - |",
         "",
@@ -98,12 +99,17 @@ def main() -> None:
            "the profile measured again right before each model (read " + ", ".join(f"{r:.1f}" for r in reads)
            + " GB/s)."),
         "",
-        "| model | weights | batch | ceiling tok/s | estimate tok/s | measured tok/s | error % | MBU | TTFT ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "The last column is the memory's read rate timed right after the row, against the profile's in the "
+        "first: how far the machine had drifted from what the estimate was told.",
+        "",
+        "| model | weights | batch | ceiling tok/s | estimate tok/s | measured tok/s | error % | MBU | TTFT ms "
+        "| read GB/s: profile, after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for model, weights, r in rows:
+    for model, weights, read, r in rows:
         lines.append(f"| {model} | {weights} | {r['batch']} | {r['ceiling_tok_s']:.1f} | {r['estimate_tok_s']:.1f} | "
-                     f"{r['measured_tok_s']:.1f} | {r['error_pct']:+.1f} | {r['mbu']:.2f} | {r['ttft_ms']:.0f} |")
+                     f"{r['measured_tok_s']:.1f} | {r['error_pct']:+.1f} | {r['mbu']:.2f} | {r['ttft_ms']:.0f} | "
+                     f"{read:.1f}, {r['read_gbps_after']:.1f} |")
     lines += ["", f"Median absolute error {sorted(errors)[len(errors) // 2]:.1f}%, worst {max(errors):.1f}% "
               f"({sum(e <= 15 for e in errors)} of {len(errors)} within 15%)."]
     args.out.write_text("\n".join(lines) + "\n")

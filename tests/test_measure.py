@@ -70,6 +70,32 @@ def test_bench_tiny_model(profile_path):
         assert row["measured_throughput_tok_s"] == pytest.approx(row["batch"] * row["measured_tok_s"])
         assert row["error_pct"] == pytest.approx(100 * (row["estimate_tok_s"] - row["measured_tok_s"])
                                                  / row["measured_tok_s"])
+        # the read rate beside the row is the profile's kind of figure (GB/s of the same buffer), however the
+        # machine drifts: not bytes, not seconds, not a cache-resident rate
+        assert 0.2 < row["read_gbps_after"] / result["bandwidth_gbps"] < 5
+    assert isinstance(result["warnings"], list)
+
+
+def test_drift_warning_by_hand():
+    from llm_roofline.measure.bench import drift_warnings
+
+    assert drift_warnings(30.0, [27.0, 33.0]) == []  # -10% and +10%: within 15%
+    assert drift_warnings(30.0, [25.8, 34.2]) == []  # -14% and +14%
+    (line,) = drift_warnings(30.0, [27.0, 36.0])  # +20%
+    assert "-10% to +20%" in line and "30.0 GB/s" in line
+    (line,) = drift_warnings(40.0, [30.0])  # -25%
+    assert "-25% to -25%" in line
+
+
+def test_read_now_streams_the_bytes_it_says_and_keeps_the_callers_random_stream(monkeypatch):
+    monkeypatch.setattr(micro, "_large_buffer_bytes", lambda device, cap: 16 * micro.MIB)
+    monkeypatch.setattr(micro, "time_it", lambda fn, device, repeats: device_mod.Timing(0.002, 0.001, 0.004, repeats))
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    gbps = micro.read_gbps_now("cpu")
+    assert torch.equal(torch.rand(4), want)
+    assert gbps == pytest.approx(16 * micro.MIB / 0.002 / 1e9)  # 16 MiB in the 2 ms median
 
 
 def test_bench_json_contract(profile_path, capsys):

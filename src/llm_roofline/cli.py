@@ -489,13 +489,16 @@ def bench(
               f"({result['bandwidth_gbps']:,.1f} GB/s)")
     t = Table(show_edge=False, pad_edge=False)
     for col in ("batch", "ceiling tok/s", "estimate tok/s", "measured tok/s", "error %", "batch tok/s", "MBU",
-                "TPOT ms", "TTFT ms", "est. TTFT ms"):
+                "TPOT ms", "TTFT ms", "est. TTFT ms", "read GB/s after"):
         t.add_column(col, justify="right")
     for r in result["rows"]:
         t.add_row(str(r["batch"]), f"{r['ceiling_tok_s']:,.1f}", f"{r['estimate_tok_s']:,.1f}",
                   f"{r['measured_tok_s']:,.1f}", f"{r['error_pct']:+.1f}", f"{r['measured_throughput_tok_s']:,.1f}",
-                  f"{r['mbu']:.2f}", f"{r['tpot_ms']:,.2f}", f"{r['ttft_ms']:,.1f}", f"{r['estimate_ttft_ms']:,.1f}")
+                  f"{r['mbu']:.2f}", f"{r['tpot_ms']:,.2f}", f"{r['ttft_ms']:,.1f}", f"{r['estimate_ttft_ms']:,.1f}",
+                  f"{r['read_gbps_after']:,.1f}")
     con.print(t)
+    for warning in result["warnings"]:
+        con.print(f"[yellow]{warning}[/]")
 
 
 def _bench_llama(model, prompt, gen, depth, threads, repeats, hardware, plot, as_json) -> None:

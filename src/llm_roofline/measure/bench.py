@@ -41,6 +41,9 @@ class BenchRow:
     mbu: float  # model bandwidth utilisation: bytes per step x steps per second / measured bandwidth
     estimate_ttft_ms: float
     bytes_per_step: float
+    # The memory's streaming read rate timed right after this row (the profile's method): on a shared machine it
+    # drifts by tens of percent over minutes, and the estimate knows only the profile's rate
+    read_gbps_after: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +182,7 @@ def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...
     """Measure decode on this machine and set it beside the profile-based prediction. progress(done, total,
     label) is called after each batch."""
     from ..roofline import predict
+    from .micro import read_gbps_now
 
     spec, fmt, checkpoint, hw = check_inputs(model, device, weights, batches, prompt, gen, repeats, hardware)
     if hw is None:
@@ -193,19 +197,34 @@ def bench(model: str, device: str, weights: str = "f32", batches: tuple[int, ...
             progress(done, len(batches), f"batch {b}")
         p = predict(spec, hw, weights=fmt, batch=b, prompt=prompt, context=prompt, gen=gen)
         measured = 1 / m["tpot_s"]
+        read_now = read_gbps_now(device)
         rows.append(BenchRow(
             batch=b, measured_tok_s=measured, measured_throughput_tok_s=b * measured, ttft_ms=m["ttft_s"] * 1e3,
             tpot_ms=m["tpot_s"] * 1e3, tpot_min_ms=m["tpot_min_s"] * 1e3, tpot_max_ms=m["tpot_max_s"] * 1e3,
             estimate_tok_s=p.decode.estimate_tok_s, ceiling_tok_s=p.decode.ceiling_tok_s,
             error_pct=100 * (p.decode.estimate_tok_s - measured) / measured,
             mbu=p.decode.bytes_per_step * measured / (hw.bandwidth_gbps * 1e9),
-            estimate_ttft_ms=p.prefill.ttft_ms, bytes_per_step=p.decode.bytes_per_step))
+            estimate_ttft_ms=p.prefill.ttft_ms, bytes_per_step=p.decode.bytes_per_step, read_gbps_after=read_now))
     del net
     return {"model": spec.id, "weights_source": "checkpoint " + str(checkpoint) if checkpoint else
             "random weights with the catalog architecture (decode cost does not depend on weight values)",
             "weights": weights, "device": device, "prompt": prompt, "gen": gen, "repeats": repeats,
             "hardware": hw.id, "hardware_name": hw.name, "bandwidth_gbps": hw.bandwidth_gbps,
-            "rows": [r.to_dict() for r in rows]}
+            "rows": [r.to_dict() for r in rows],
+            "warnings": drift_warnings(hw.bandwidth_gbps, [r.read_gbps_after for r in rows])}
+
+
+DRIFT = 0.15  # a read rate this far from the profile's means the machine is not the one that was measured
+
+
+def drift_warnings(profile_gbps: float, reads_gbps: list[float]) -> list[str]:
+    """A line when the memory's read rate timed beside the rows strays more than DRIFT from the profile's."""
+    lo, hi = min(reads_gbps) / profile_gbps - 1, max(reads_gbps) / profile_gbps - 1
+    if max(-lo, hi) <= DRIFT:
+        return []
+    return [f"the memory read {100 * lo:+.0f}% to {100 * hi:+.0f}% off the profile's {profile_gbps:,.1f} GB/s right "
+            f"after these rows: the machine's speed has moved since `measure`, and the estimate knows only the "
+            f"profile; measure again, or bench on a quieter machine"]
 
 
 def _catalog_config(model_id: str) -> dict:

@@ -99,17 +99,20 @@ def _sizes(largest: int, quick: bool) -> list[int]:
     return sizes + [largest]
 
 
+def _large_buffer_bytes(device: str, cap: int) -> int:
+    """The buffer whose read rate is the memory's: 4x the last-level cache, at least 1 GiB, at most `cap` and a
+    sixth of the free memory; whole 4096-value rows."""
+    largest = int(min(max(4 * cache_bytes(device), 1 << 30), available_memory_bytes(device) // 6, cap))
+    return largest - largest % (4 * 4096)
+
+
 def bandwidth_sweep(be: Backend, quick: bool, progress=None) -> list[dict]:
     """Read and copy rates over buffer sizes up to several times the last-level cache. The read rate is a
     streaming reduction (sum over the buffer), the memory's own speed; a matrix-vector product over the same
     bytes (gemv_gbps) is kept beside it: on some CPUs PyTorch's fp32 GEMV runs at a third of the memory's speed,
     and that is a kernel's rate, which the estimate takes from the measured matmul curves, not a bound."""
-    llc = cache_bytes(be.device)
-    budget = available_memory_bytes(be.device) // 6
-    largest = int(min(max(4 * llc, 1 << 30), budget, (2 << 30) if quick else (8 << 30)))
-    largest -= largest % (4 * 4096)
     rows = []
-    for size in _sizes(largest, quick):
+    for size in _sizes(_large_buffer_bytes(be.device, (2 << 30) if quick else (8 << 30)), quick):
         n = size // 4
         cols = 4096 if n >= 4096 else n
         a = be.rand((n // cols, cols))
@@ -130,6 +133,22 @@ def bandwidth_sweep(be: Backend, quick: bool, progress=None) -> list[dict]:
         if progress:
             progress()
     return rows
+
+
+def read_gbps_now(device: str, repeats: int = 5) -> float:
+    """The memory's streaming read rate right now, the profile's method on its largest buffer (a quick profile's:
+    at most 2 GiB): a second or two, to say how far a shared machine has drifted from its profile while
+    something else was being measured. GB/s, the median of the repeats."""
+    shape = (_large_buffer_bytes(device, 2 << 30) // (4 * 4096), 4096)
+    torch = torch_or_none()
+    if torch is None:
+        import numpy
+
+        a = numpy.random.default_rng(0).random(shape, dtype="float32")
+    else:  # its own generator: the caller's random stream is left as it was
+        a = torch.rand(shape, device=device, generator=torch.Generator(device).manual_seed(0))
+    t = time_it(lambda: a.sum(), device, repeats)
+    return shape[0] * shape[1] * 4 / t.median / 1e9
 
 
 def matmul_peaks(be: Backend, quick: bool, progress=None) -> dict[str, dict]:
