@@ -222,7 +222,8 @@ def drift_warnings(profile_gbps: float, reads_gbps: list[float]) -> list[str]:
     lo, hi = min(reads_gbps) / profile_gbps - 1, max(reads_gbps) / profile_gbps - 1
     if max(-lo, hi) <= DRIFT:
         return []
-    return [f"the memory read {100 * lo:+.0f}% to {100 * hi:+.0f}% off the profile's {profile_gbps:,.1f} GB/s right "
+    span = f"{100 * lo:+.0f}%" if round(100 * lo) == round(100 * hi) else f"{100 * lo:+.0f}% to {100 * hi:+.0f}%"
+    return [f"the memory read {span} off the profile's {profile_gbps:,.1f} GB/s right "
             f"after these rows: the machine's speed has moved since `measure`, and the estimate knows only the "
             f"profile; measure again, or bench on a quieter machine"]
 
