@@ -35,8 +35,8 @@ class Backend:
 
             self.np = numpy
             self.rng = numpy.random.default_rng(0)
-        else:
-            self.torch.manual_seed(0)
+        else:  # its own random stream, seeded: the caller's (a bench's prompts, say) is left as it was
+            self.gen = self.torch.Generator(device).manual_seed(0)
 
     @property
     def name(self) -> str:
@@ -55,9 +55,9 @@ class Backend:
             return self.rng.random(shape, dtype="float32")
         t = self.torch
         if dtype == "int8":
-            return t.randint(-64, 64, shape, dtype=t.int8, device=self.device)
+            return t.randint(-64, 64, shape, dtype=t.int8, device=self.device, generator=self.gen)
         kind = {"fp32": t.float32, "bf16": t.bfloat16, "fp16": t.float16}[dtype]
-        return t.rand(shape, device=self.device, dtype=t.float32).to(kind)
+        return t.rand(shape, device=self.device, dtype=t.float32, generator=self.gen).to(kind)
 
     def matmul(self, a, b):
         if self.torch is not None and a.dtype == self.torch.int8:
@@ -140,13 +140,7 @@ def read_gbps_now(device: str, repeats: int = 5) -> float:
     at most 2 GiB): a second or two, to say how far a shared machine has drifted from its profile while
     something else was being measured. GB/s, the median of the repeats."""
     shape = (_large_buffer_bytes(device, 2 << 30) // (4 * 4096), 4096)
-    torch = torch_or_none()
-    if torch is None:
-        import numpy
-
-        a = numpy.random.default_rng(0).random(shape, dtype="float32")
-    else:  # its own generator: the caller's random stream is left as it was
-        a = torch.rand(shape, device=device, generator=torch.Generator(device).manual_seed(0))
+    a = Backend(device).rand(shape)
     t = time_it(lambda: a.sum(), device, repeats)
     return shape[0] * shape[1] * 4 / t.median / 1e9
 
